@@ -1,0 +1,1 @@
+//! Loads, merges and validates Vault Agent configuration files (HCL v1 and JSON).

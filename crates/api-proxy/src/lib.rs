@@ -1,0 +1,1 @@
+//! The local Vault API listener: forwarding, caching and the agent endpoints.

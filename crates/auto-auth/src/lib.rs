@@ -1,0 +1,1 @@
+//! Logs in to Vault on the application's behalf and keeps the token alive.

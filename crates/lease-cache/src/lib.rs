@@ -1,0 +1,1 @@
+//! The lease cache: entries, indexes, the renewal schedule and eviction.

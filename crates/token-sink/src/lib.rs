@@ -1,0 +1,1 @@
+//! Writes tokens where the application can read them.

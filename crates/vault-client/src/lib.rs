@@ -1,0 +1,1 @@
+//! A thin async client for the Vault (and OpenBao) HTTP API.

@@ -1,0 +1,1 @@
+//! End-to-end tests: the real agent against a real OpenBao dev server.

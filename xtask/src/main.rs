@@ -1,0 +1,3 @@
+//! Project automation: `cargo xtask ci|e2e|demo|dev-vault|tidy|bench`.
+
+fn main() {}

@@ -1,0 +1,512 @@
+//! Turns [`ClientSettings`] into a configured HTTP client: the address, TLS material and
+//! connection pool.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::{Certificate, Identity, Url, redirect};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use zeroize::Zeroizing;
+
+use crate::error::BuildError;
+use crate::settings::ClientSettings;
+
+/// Longest wait for a TCP connection and TLS handshake, within the request timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Host part of request URLs sent over a Unix socket, where the URL names no server.
+const UNIX_SOCKET_BASE: &str = "http://localhost";
+
+/// Where requests go: the URL prefix every request path is appended to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Scheme, authority and path prefix, without a trailing slash.
+    pub(crate) base: String,
+    /// The socket to connect to instead of resolving the URL's host.
+    pub(crate) unix_socket: Option<PathBuf>,
+    /// The TLS name put into the URL in place of the real host, and that host.
+    pub(crate) pinned: Option<PinnedName>,
+}
+
+/// A TLS server name that differs from the address's host.
+///
+/// The name goes into the request URL, so that the TLS layer sends it as SNI and verifies
+/// the certificate against it, and resolving it yields the real host's addresses.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct PinnedName {
+    name: String,
+    host: String,
+}
+
+/// Builds the HTTP client for `settings`, and the URL prefix of its requests.
+pub(crate) fn build(settings: &ClientSettings) -> Result<(reqwest::Client, Target), BuildError> {
+    let target = parse_address(&settings.address, settings.tls_server_name.as_deref())?;
+
+    // Vault's own client follows one redirect (a standby pointing at the active node).
+    let redirects = redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > 1 {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
+
+    // Bodies pass through as Vault sent them, compressed or not.
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .connect_timeout(CONNECT_TIMEOUT.min(settings.timeout))
+        .redirect(redirects)
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd();
+
+    if !settings.user_agent.is_empty() {
+        let agent =
+            HeaderValue::from_str(&settings.user_agent).map_err(|_| BuildError::Header {
+                setting: "user_agent",
+            })?;
+        builder = builder.user_agent(agent);
+    }
+    if settings.disable_keep_alives || settings.disable_idle_connections {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    if let Some(socket) = &target.unix_socket {
+        builder = builder.unix_socket(socket.as_path());
+    }
+    if let Some(pinned) = &target.pinned {
+        builder = builder.dns_resolver(Arc::new(PinnedResolver {
+            name: pinned.name.clone(),
+            host: pinned.host.clone(),
+        }));
+    }
+
+    builder = tls(builder, settings)?;
+
+    let client = builder.build().map_err(|error| BuildError::Http {
+        source: error.into(),
+    })?;
+    Ok((client, target))
+}
+
+/// Splits an address into the URL prefix of requests and, for `unix://`, the socket path.
+pub(crate) fn parse_address(
+    address: &str,
+    tls_server_name: Option<&str>,
+) -> Result<Target, BuildError> {
+    let invalid = |reason: &str| BuildError::Address {
+        address: address.to_owned(),
+        reason: reason.to_owned(),
+    };
+
+    if let Some(path) = address.strip_prefix("unix://") {
+        if path.is_empty() {
+            return Err(invalid("no socket path after unix://"));
+        }
+        return Ok(Target {
+            base: UNIX_SOCKET_BASE.to_owned(),
+            unix_socket: Some(PathBuf::from(path)),
+            pinned: None,
+        });
+    }
+
+    if !address.contains("://") {
+        return Err(invalid(
+            "no scheme; start it with http://, https:// or unix://",
+        ));
+    }
+    let url = Url::parse(address).map_err(|error| invalid(&error.to_string()))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(invalid("the scheme must be http, https or unix"));
+    }
+    let Some(host) = url.host_str() else {
+        return Err(invalid("no host"));
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a query or fragment cannot prefix request paths"));
+    }
+
+    let base = url.as_str().trim_end_matches('/').to_owned();
+    let name = tls_server_name.filter(|name| url.scheme() == "https" && *name != host);
+    let Some(name) = name else {
+        return Ok(Target {
+            base,
+            unix_socket: None,
+            pinned: None,
+        });
+    };
+
+    pin_server_name(address, &url, name)
+}
+
+/// Rewrites the address to carry the TLS server name instead of its host.
+fn pin_server_name(address: &str, url: &Url, name: &str) -> Result<Target, BuildError> {
+    let invalid = |reason: &str| BuildError::Address {
+        address: address.to_owned(),
+        reason: reason.to_owned(),
+    };
+
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(invalid(
+            "tls_server_name must be a DNS name, not an IP address",
+        ));
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let path = url.path().trim_end_matches('/');
+    let pinned = Url::parse(&format!("https://{name}:{port}{path}"))
+        .map_err(|_| invalid("tls_server_name is not a valid host name"))?;
+    let Some(pinned_host) = pinned.host_str() else {
+        return Err(invalid("tls_server_name is not a valid host name"));
+    };
+
+    // The URL keeps IPv6 literals in brackets; the resolver wants the bare address.
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+
+    Ok(Target {
+        base: format!("https://{pinned_host}:{port}{path}"),
+        unix_socket: None,
+        pinned: Some(PinnedName {
+            name: pinned_host.to_owned(),
+            host: host.to_owned(),
+        }),
+    })
+}
+
+/// Resolves the pinned TLS name to the addresses of the configured host.
+struct PinnedResolver {
+    name: String,
+    host: String,
+}
+
+impl Resolve for PinnedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = if name.as_str().eq_ignore_ascii_case(&self.name) {
+            self.host.clone()
+        } else {
+            name.as_str().to_owned()
+        };
+
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// Applies CA, client certificate and verification settings.
+fn tls(
+    mut builder: reqwest::ClientBuilder,
+    settings: &ClientSettings,
+) -> Result<reqwest::ClientBuilder, BuildError> {
+    // Like Vault, a configured CA replaces the system's roots rather than adding to them.
+    if let Some(file) = &settings.ca_cert {
+        builder = builder.tls_certs_only(load_ca_file(file)?);
+    } else if let Some(dir) = &settings.ca_path {
+        builder = builder.tls_certs_only(load_ca_dir(dir)?);
+    }
+
+    match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => builder = builder.identity(load_identity(cert, key)?),
+        (None, None) => {}
+        _ => return Err(BuildError::HalfIdentity),
+    }
+
+    if settings.tls_skip_verify {
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    Ok(builder)
+}
+
+/// Every certificate of a PEM file; at least one.
+pub(crate) fn load_ca_file(path: &Path) -> Result<Vec<Certificate>, BuildError> {
+    let pem = read(path)?;
+
+    let mut certs = Vec::new();
+    for der in CertificateDer::pem_slice_iter(&pem) {
+        let der = der.map_err(|error| pem_error(path, &error))?;
+        let cert = Certificate::from_der(&der).map_err(|error| BuildError::Certificate {
+            path: path.to_owned(),
+            source: error.into(),
+        })?;
+        certs.push(cert);
+    }
+
+    if certs.is_empty() {
+        return Err(BuildError::NoCertificate {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Every certificate of every file under a directory, which must all be PEM files.
+pub(crate) fn load_ca_dir(dir: &Path) -> Result<Vec<Certificate>, BuildError> {
+    let mut files = Vec::new();
+    collect_files(dir, &mut files)?;
+    // A stable order keeps error messages reproducible.
+    files.sort();
+
+    let mut certs = Vec::new();
+    for file in &files {
+        certs.extend(load_ca_file(file)?);
+    }
+
+    if certs.is_empty() {
+        return Err(BuildError::NoCertificate {
+            path: dir.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+/// The client certificate chain and its key, checked one file at a time so that an error
+/// names the file at fault.
+pub(crate) fn load_identity(cert: &Path, key: &Path) -> Result<Identity, BuildError> {
+    let cert_pem = read(cert)?;
+    let key_pem = read(key)?;
+
+    let mut chain = 0;
+    for der in CertificateDer::pem_slice_iter(&cert_pem) {
+        der.map_err(|error| pem_error(cert, &error))?;
+        chain += 1;
+    }
+    if chain == 0 {
+        return Err(BuildError::NoCertificate {
+            path: cert.to_owned(),
+        });
+    }
+
+    match PrivateKeyDer::from_pem_slice(&key_pem) {
+        Ok(_) => {}
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
+            return Err(BuildError::NoPrivateKey {
+                path: key.to_owned(),
+            });
+        }
+        Err(error) => return Err(pem_error(key, &error)),
+    }
+
+    let mut both = Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len() + 1));
+    both.extend_from_slice(&key_pem);
+    both.push(b'\n');
+    both.extend_from_slice(&cert_pem);
+
+    Identity::from_pem(&both).map_err(|error| BuildError::Identity {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        source: error.into(),
+    })
+}
+
+fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), BuildError> {
+    let read_error = |source| BuildError::Read {
+        path: dir.to_owned(),
+        source,
+    };
+
+    for entry in fs::read_dir(dir).map_err(read_error)? {
+        let path = entry.map_err(read_error)?.path();
+        // Follows symlinks, as CA directories are often links into a package's files.
+        let meta = fs::metadata(&path).map_err(|source| BuildError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        if meta.is_dir() {
+            collect_files(&path, files)?;
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, BuildError> {
+    fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|source| BuildError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn pem_error(path: &Path, error: &rustls_pki_types::pem::Error) -> BuildError {
+    BuildError::Pem {
+        path: path.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        fn check(address: &str, server_name: Option<&str>, base: &str, socket: Option<&str>) {
+            let target = parse_address(address, server_name).unwrap();
+            assert_eq!(target.base, base, "{address}");
+            assert_eq!(target.unix_socket, socket.map(PathBuf::from), "{address}");
+        }
+
+        check("http://127.0.0.1:8200", None, "http://127.0.0.1:8200", None);
+        check(
+            "http://127.0.0.1:8200/",
+            None,
+            "http://127.0.0.1:8200",
+            None,
+        );
+        check(
+            "https://vault.example.com",
+            None,
+            "https://vault.example.com",
+            None,
+        );
+        check(
+            "https://Vault.Example.com:8200/",
+            None,
+            "https://vault.example.com:8200",
+            None,
+        );
+        check(
+            "https://lb.example/vault/",
+            None,
+            "https://lb.example/vault",
+            None,
+        );
+        check("http://[::1]:8200", None, "http://[::1]:8200", None);
+        check(
+            "unix:///run/vault.sock",
+            None,
+            "http://localhost",
+            Some("/run/vault.sock"),
+        );
+        check(
+            "unix://relative.sock",
+            None,
+            "http://localhost",
+            Some("relative.sock"),
+        );
+
+        // The TLS name only matters for https, and only when it differs from the host.
+        check(
+            "http://10.0.0.5:8200",
+            Some("vault.internal"),
+            "http://10.0.0.5:8200",
+            None,
+        );
+        check(
+            "https://vault.internal:8200",
+            Some("vault.internal"),
+            "https://vault.internal:8200",
+            None,
+        );
+        check(
+            "https://10.0.0.5:8200",
+            Some("vault.internal"),
+            "https://vault.internal:8200",
+            None,
+        );
+        check(
+            "https://10.0.0.5/pfx/",
+            Some("vault.internal"),
+            "https://vault.internal:443/pfx",
+            None,
+        );
+    }
+
+    #[test]
+    fn pinned_names_resolve_to_the_configured_host() {
+        fn check(address: &str, name: &str, host: &str) {
+            let target = parse_address(address, Some(name)).unwrap();
+            let pinned = target.pinned.unwrap();
+            assert_eq!(
+                (pinned.name.as_str(), pinned.host.as_str()),
+                (name, host),
+                "{address}"
+            );
+        }
+
+        check("https://10.0.0.5:8200", "vault.internal", "10.0.0.5");
+        check("https://[::1]:8200", "localhost", "::1");
+        check("https://lb.example:8200", "vault.internal", "lb.example");
+    }
+
+    #[test]
+    fn bad_addresses() {
+        fn check(address: &str, server_name: Option<&str>, reason: &str) {
+            let error = parse_address(address, server_name).unwrap_err().to_string();
+            assert!(error.contains(reason), "{address}: {error}");
+            assert!(error.contains(address), "{address}: {error}");
+        }
+
+        check("127.0.0.1:8200", None, "scheme");
+        check("ftp://vault:21", None, "scheme");
+        check("unix://", None, "no socket path");
+        check("vault.example.com", None, "no scheme");
+        check("vault://x:8200", None, "scheme must be");
+        check("http://", None, "empty host");
+        check("http://vault:8200/?x=1", None, "query");
+        check("https://vault:8200", Some("10.0.0.1"), "DNS name");
+        check("https://vault:8200", Some("bad name/x"), "tls_server_name");
+    }
+
+    #[test]
+    fn pem_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let garbage = dir.path().join("garbage.pem");
+        fs::write(&garbage, "not a certificate").unwrap();
+        let broken = dir.path().join("broken.pem");
+        fs::write(&broken, "-----BEGIN CERTIFICATE-----\nAAAA\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+
+        fn check(error: BuildError, path: &Path, words: &str) {
+            let message = error.to_string();
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains(words), "{message}");
+        }
+
+        check(
+            load_ca_file(&garbage).unwrap_err(),
+            &garbage,
+            "no PEM certificate",
+        );
+        check(load_ca_file(&broken).unwrap_err(), &broken, "invalid PEM");
+        check(load_ca_file(&missing).unwrap_err(), &missing, "cannot read");
+        check(load_ca_dir(dir.path()).unwrap_err(), &broken, "invalid PEM");
+        check(
+            load_identity(&garbage, &garbage).unwrap_err(),
+            &garbage,
+            "no PEM certificate",
+        );
+        check(
+            load_identity(&missing, &garbage).unwrap_err(),
+            &missing,
+            "cannot read",
+        );
+    }
+
+    #[test]
+    fn a_lone_cert_or_key_is_refused() {
+        fn check(cert: Option<&str>, key: Option<&str>) {
+            let settings = ClientSettings {
+                address: "http://127.0.0.1:8200".to_owned(),
+                client_cert: cert.map(PathBuf::from),
+                client_key: key.map(PathBuf::from),
+                ..ClientSettings::default()
+            };
+            let error = build(&settings).unwrap_err();
+            assert!(matches!(error, BuildError::HalfIdentity), "{error}");
+        }
+
+        check(Some("/etc/cert.pem"), None);
+        check(None, Some("/etc/key.pem"));
+    }
+}

@@ -191,9 +191,12 @@ impl SinkServer {
 }
 
 impl WriteProgress {
-    /// Resolves once a token has arrived and every sink has written the newest one.
+    /// Resolves once the server has taken in a token and every sink has written the newest one
+    /// it took in; with no sinks, as soon as the first token is taken in.
     ///
-    /// With no sinks that is as soon as the first token arrives.
+    /// A token published only moments before the call may not have been taken in yet, so a
+    /// caller waiting for a particular later token can be answered for the one before it. For
+    /// `exit_after_auth`, which waits for the first token, the answer is always exact.
     pub async fn all_sinks_written(&mut self) -> Result<(), SinkServerStopped> {
         match self.0.wait_for(Progress::all_written).await {
             Ok(_) => Ok(()),

@@ -1,0 +1,834 @@
+//! The cache key: which requests count as "the same request".
+//!
+//! The key is SHA-256 over these fields, in this order, each one length-prefixed (or, for the
+//! canonical JSON body, self-delimiting) so that two different field lists never produce the
+//! same byte stream:
+//!
+//! 1. a domain tag naming this rule's version;
+//! 2. the method, where `LIST` and `GET` with a true `list` query parameter are the same
+//!    (`LIST`); that `list` parameter is then not part of the query;
+//! 3. the path exactly as sent, `/v1` included; `//` and a trailing `/` are kept, because
+//!    Vault may route them differently;
+//! 4. the query: split on `&`, each parameter at its first `=`, `+` and `%XX` decoded, then
+//!    sorted by name and value, so order and encoding do not matter;
+//! 5. the body: when it is a JSON object, its canonical form (keys sorted at every level, no
+//!    insignificant whitespace, strings re-escaped one way, numbers as written); otherwise
+//!    the raw bytes;
+//! 6. the token actually used (so a response is never served to another token);
+//! 7. the namespace header, surrounding `/` trimmed, `root` meaning none;
+//! 8. the headers that change Vault's answer, by name in a fixed order, every value in the
+//!    order sent: [`KEYED_HEADERS`].
+//!
+//! Everything else is left out: `User-Agent`, `Accept-Encoding`, the consistency headers
+//! (`X-Vault-Index`, `X-Vault-Forward`, `X-Vault-Inconsistent`), header order and case.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::io;
+
+use http::{HeaderMap, Method};
+use serde::de::IgnoredAny;
+use sha2::{Digest, Sha256};
+
+/// Headers whose values are part of the key, sorted by name.
+///
+/// The wrap and MFA headers change what Vault returns; `Authorization` can carry the token
+/// itself; `Content-Type` changes how Vault reads the body (JSON or form).
+pub const KEYED_HEADERS: [&str; 6] = [
+    "authorization",
+    "content-type",
+    "x-vault-mfa",
+    "x-vault-policy-override",
+    "x-vault-wrap-format",
+    "x-vault-wrap-ttl",
+];
+
+/// The parts of an incoming request that the cache looks at, borrowed from the proxy.
+///
+/// `Debug` leaves out the token and the body, which may carry secrets.
+#[derive(Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// HTTP method as received (`LIST` included).
+    pub method: &'a Method,
+    /// Path as received, starting with `/v1/`.
+    pub path: &'a str,
+    /// Raw query string without the `?`, when there is one.
+    pub query: Option<&'a str>,
+    /// Request headers as received.
+    pub headers: &'a HeaderMap,
+    /// Request body.
+    pub body: &'a [u8],
+    /// The token sent upstream (the client's, or the auto-auth token the proxy put in).
+    pub token: Option<&'a str>,
+    /// The `X-Vault-Namespace` header, when present.
+    pub namespace: Option<&'a str>,
+}
+
+impl<'a> RequestParts<'a> {
+    /// Fills every field from a parsed HTTP request; the namespace comes from its header.
+    pub fn from_request(
+        request: &'a http::request::Parts,
+        body: &'a [u8],
+        token: Option<&'a str>,
+    ) -> Self {
+        let namespace = request
+            .headers
+            .get("x-vault-namespace")
+            .and_then(|value| value.to_str().ok());
+
+        Self {
+            method: &request.method,
+            path: request.uri.path(),
+            query: request.uri.query(),
+            headers: &request.headers,
+            body,
+            token,
+            namespace,
+        }
+    }
+}
+
+impl fmt::Debug for RequestParts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestParts")
+            .field("method", self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("namespace", &self.namespace)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fixed-size identity of a request (see the module documentation for the rule).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CacheKey([u8; 32]);
+
+impl CacheKey {
+    /// A key no request hashes to in practice, for entries that answer no request.
+    pub(crate) const ZERO: CacheKey = CacheKey([0; 32]);
+
+    /// The raw digest.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// A well-mixed 64-bit hash for the crate's own hash tables.
+    pub(crate) fn short_hash(&self) -> u64 {
+        let mut first = [0; 8];
+        first.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(first)
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The first bytes are enough to tell keys apart in logs.
+        write!(f, "CacheKey(")?;
+        for byte in &self.0[..6] {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, "…)")
+    }
+}
+
+/// Computes the cache key of a request.
+pub fn cache_key(parts: &RequestParts<'_>) -> CacheKey {
+    let mut hash = Sha256::new();
+    field(&mut hash, b"lease-cache key v1");
+
+    // Method and query go together: a true `list` parameter turns GET into LIST.
+    let mut params = parse_query(parts.query.unwrap_or(""));
+    let listed = take_list_flag(&mut params);
+    let method = match parts.method.as_str() {
+        "GET" if listed => "LIST",
+        other => other,
+    };
+    field(&mut hash, method.as_bytes());
+    field(&mut hash, parts.path.as_bytes());
+
+    params.sort_unstable();
+    hash.update((params.len() as u64).to_be_bytes());
+    for (name, value) in &params {
+        field(&mut hash, name);
+        field(&mut hash, value);
+    }
+
+    hash_body(&mut hash, parts.body);
+    field(&mut hash, parts.token.unwrap_or("").as_bytes());
+    field(
+        &mut hash,
+        normalise_namespace_header(parts.namespace).as_bytes(),
+    );
+
+    for name in KEYED_HEADERS {
+        let values = parts.headers.get_all(name);
+        hash.update((values.iter().count() as u64).to_be_bytes());
+        for value in values {
+            field(&mut hash, value.as_bytes());
+        }
+    }
+
+    CacheKey(hash.finalize().into())
+}
+
+/// The namespace header with its surrounding `/` removed; `root` and empty mean none.
+fn normalise_namespace_header(namespace: Option<&str>) -> &str {
+    match namespace.map(|ns| ns.trim_matches('/')) {
+        None | Some("root") => "",
+        Some(ns) => ns,
+    }
+}
+
+fn field(hash: &mut Sha256, bytes: &[u8]) {
+    hash.update((bytes.len() as u64).to_be_bytes());
+    hash.update(bytes);
+}
+
+type Param<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+fn parse_query(query: &str) -> Vec<Param<'_>> {
+    if query.is_empty() {
+        return Vec::new();
+    }
+    query
+        .split('&')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| {
+            let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+            (form_decode(name), form_decode(value))
+        })
+        .collect()
+}
+
+/// Removes every `list` parameter holding a boolean and says whether one of them was true.
+///
+/// Vault reads the flag as a Go boolean, so `1`, `t`, `TRUE`… all mean true.
+fn take_list_flag(params: &mut Vec<Param<'_>>) -> bool {
+    let mut listed = false;
+    params.retain(|(name, value)| {
+        if name.as_ref() != b"list" {
+            return true;
+        }
+        match go_bool(value) {
+            Some(flag) => {
+                listed |= flag;
+                false
+            }
+            None => true,
+        }
+    });
+    listed
+}
+
+fn go_bool(value: &[u8]) -> Option<bool> {
+    match value {
+        b"1" | b"t" | b"T" | b"TRUE" | b"true" | b"True" => Some(true),
+        b"0" | b"f" | b"F" | b"FALSE" | b"false" | b"False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Decodes `+` and `%XX` as form encoding does; a malformed escape is kept as written.
+fn form_decode(text: &str) -> Cow<'_, [u8]> {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || b == b'+') {
+        return Cow::Borrowed(bytes);
+    }
+
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let escaped = bytes.get(i + 1..i + 3).and_then(|hex| {
+                    let high = (hex[0] as char).to_digit(16)?;
+                    let low = (hex[1] as char).to_digit(16)?;
+                    u8::try_from(high * 16 + low).ok()
+                });
+                if let Some(byte) = escaped {
+                    out.push(byte);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            other => out.push(other),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
+}
+
+fn hash_body(hash: &mut Sha256, body: &[u8]) {
+    let mut canonical = Vec::new();
+    if canonical_json_object(body, &mut canonical) {
+        hash.update(b"J");
+        field(hash, &canonical);
+    } else {
+        hash.update(b"R");
+        field(hash, body);
+    }
+}
+
+/// Writes the canonical form of `body` when it is one valid JSON object.
+fn canonical_json_object(body: &[u8], out: &mut Vec<u8>) -> bool {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') || serde_json::from_slice::<IgnoredAny>(body).is_err() {
+        return false;
+    }
+    // The body is valid JSON from here on, so the walk below only has to find boundaries.
+    let mut walk = Canon { text: body, at: 0 };
+    walk.value(out).is_ok()
+}
+
+/// A walk over JSON text already known to be valid.
+struct Canon<'a> {
+    text: &'a [u8],
+    at: usize,
+}
+
+impl Canon<'_> {
+    fn peek(&mut self) -> u8 {
+        while self.at < self.text.len() && self.text[self.at].is_ascii_whitespace() {
+            self.at += 1;
+        }
+        self.text.get(self.at).copied().unwrap_or(0)
+    }
+
+    fn value(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        match self.peek() {
+            b'{' => self.object(out),
+            b'[' => self.array(out),
+            b'"' => self.string(out),
+            _ => {
+                // Literals and numbers are kept as written: a different spelling only costs a
+                // cache miss, while reformatting a number could merge two different requests.
+                let start = self.at;
+                while self.at < self.text.len()
+                    && !matches!(self.text[self.at], b',' | b']' | b'}')
+                    && !self.text[self.at].is_ascii_whitespace()
+                {
+                    self.at += 1;
+                }
+                out.extend_from_slice(&self.text[start..self.at]);
+                Ok(())
+            }
+        }
+    }
+
+    fn string(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let start = self.at;
+        let mut escaped = false;
+        self.at += 1;
+        while self.at < self.text.len() {
+            match self.text[self.at] {
+                b'\\' => {
+                    escaped = true;
+                    self.at += 1;
+                }
+                b'"' => break,
+                _ => {}
+            }
+            self.at += 1;
+        }
+        self.at += 1;
+        let raw = self.text.get(start..self.at).unwrap_or_default();
+
+        // Without escapes the text already is in the one form serde_json writes.
+        if !escaped {
+            out.extend_from_slice(raw);
+            return Ok(());
+        }
+        let decoded: String = serde_json::from_slice(raw)?;
+        serde_json::to_writer(out, &decoded)?;
+        Ok(())
+    }
+
+    fn array(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.at += 1;
+        out.push(b'[');
+        let mut first = true;
+        while self.peek() != b']' {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            self.value(out)?;
+            if self.peek() == b',' {
+                self.at += 1;
+            }
+        }
+        self.at += 1;
+        out.push(b']');
+        Ok(())
+    }
+
+    fn object(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        self.at += 1;
+
+        // Members are written to one scratch buffer and sorted as (key, member) ranges.
+        let mut scratch = Vec::new();
+        let mut members = Vec::new();
+        while self.peek() != b'}' {
+            let start = scratch.len();
+            self.string(&mut scratch)?;
+            let key_end = scratch.len();
+            self.peek();
+            self.at += 1; // the ':'
+            scratch.push(b':');
+            self.value(&mut scratch)?;
+            members.push((start, key_end, scratch.len()));
+            if self.peek() == b',' {
+                self.at += 1;
+            }
+        }
+        self.at += 1;
+
+        members.sort_by(|a, b| scratch[a.0..a.1].cmp(&scratch[b.0..b.1]));
+        out.push(b'{');
+        for (i, &(start, _, end)) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&scratch[start..end]);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    struct Req {
+        method: &'static str,
+        path: &'static str,
+        query: Option<&'static str>,
+        headers: &'static [(&'static str, &'static str)],
+        body: &'static str,
+        token: Option<&'static str>,
+        namespace: Option<&'static str>,
+    }
+
+    const BASE: Req = Req {
+        method: "PUT",
+        path: "/v1/auth/token/create",
+        query: None,
+        headers: &[],
+        body: r#"{"policies":["a"],"ttl":"1h"}"#,
+        token: Some("s.one"),
+        namespace: None,
+    };
+
+    fn key_of(req: &Req) -> CacheKey {
+        let method = Method::from_bytes(req.method.as_bytes()).unwrap();
+        let mut headers = HeaderMap::new();
+        for (name, value) in req.headers {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        cache_key(&RequestParts {
+            method: &method,
+            path: req.path,
+            query: req.query,
+            headers: &headers,
+            body: req.body.as_bytes(),
+            token: req.token,
+            namespace: req.namespace,
+        })
+    }
+
+    fn check(name: &str, a: Req, b: Req, same: bool) {
+        assert_eq!(key_of(&a) == key_of(&b), same, "{name}");
+    }
+
+    #[test]
+    fn keys_ignore_noise_and_keep_what_changes_the_answer() {
+        let same = true;
+        let differ = false;
+
+        check("identical", BASE, BASE, same);
+        check(
+            "list method and list flag",
+            Req {
+                method: "LIST",
+                path: "/v1/kv/",
+                ..BASE
+            },
+            Req {
+                method: "GET",
+                path: "/v1/kv/",
+                query: Some("list=true"),
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "go boolean spellings of the list flag",
+            Req {
+                method: "GET",
+                query: Some("list=1"),
+                ..BASE
+            },
+            Req {
+                method: "GET",
+                query: Some("list=TRUE"),
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "false list flag is a plain get",
+            Req {
+                method: "GET",
+                query: Some("list=false"),
+                ..BASE
+            },
+            Req {
+                method: "GET",
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "list flag on a put does not make a list",
+            Req {
+                method: "PUT",
+                query: Some("list=true"),
+                ..BASE
+            },
+            Req {
+                method: "LIST",
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "query order",
+            Req {
+                query: Some("b=2&a=1&a=0"),
+                ..BASE
+            },
+            Req {
+                query: Some("a=0&a=1&b=2"),
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "query percent and plus encoding",
+            Req {
+                query: Some("x=a%2Fb+c&y=%7e"),
+                ..BASE
+            },
+            Req {
+                query: Some("x=a/b%20c&y=~"),
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "query values differ",
+            Req {
+                query: Some("a=1"),
+                ..BASE
+            },
+            Req {
+                query: Some("a=2"),
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "json key order and whitespace",
+            Req {
+                body: r#"{"ttl":"1h","policies":["a"]}"#,
+                ..BASE
+            },
+            Req {
+                body: "{ \"policies\" : [ \"a\" ] ,\n \"ttl\":\"1h\" }",
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "nested json key order",
+            Req {
+                body: r#"{"meta":{"b":1,"a":2}}"#,
+                ..BASE
+            },
+            Req {
+                body: r#"{"meta":{"a":2,"b":1}}"#,
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "json string escapes",
+            Req {
+                body: r#"{"name":"\u0041\/"}"#,
+                ..BASE
+            },
+            Req {
+                body: r#"{"name":"A/"}"#,
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "array order matters",
+            Req {
+                body: r#"{"policies":["a","b"]}"#,
+                ..BASE
+            },
+            Req {
+                body: r#"{"policies":["b","a"]}"#,
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "numbers are kept as written",
+            Req {
+                body: r#"{"num_uses":1}"#,
+                ..BASE
+            },
+            Req {
+                body: r#"{"num_uses":1.0}"#,
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "non-json body is raw",
+            Req {
+                body: "a=1&b=2",
+                ..BASE
+            },
+            Req {
+                body: "b=2&a=1",
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "invalid json is raw, not an error",
+            Req {
+                body: r#"{"a":1"#,
+                ..BASE
+            },
+            Req {
+                body: r#"{"a":1"#,
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "a json array is raw",
+            Req {
+                body: "[1, 2]",
+                ..BASE
+            },
+            Req {
+                body: "[1,2]",
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "token",
+            BASE,
+            Req {
+                token: Some("s.two"),
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "no token",
+            BASE,
+            Req {
+                token: None,
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "path kept exactly: double slash",
+            BASE,
+            Req {
+                path: "/v1/auth//token/create",
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "path kept exactly: trailing slash",
+            BASE,
+            Req {
+                path: "/v1/auth/token/create/",
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "namespace",
+            BASE,
+            Req {
+                namespace: Some("ns1"),
+                ..BASE
+            },
+            differ,
+        );
+        check(
+            "namespace slashes",
+            Req {
+                namespace: Some("/ns1/"),
+                ..BASE
+            },
+            Req {
+                namespace: Some("ns1"),
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "root namespace is none",
+            Req {
+                namespace: Some("root"),
+                ..BASE
+            },
+            BASE,
+            same,
+        );
+        check(
+            "user agent and accept-encoding are ignored",
+            Req {
+                headers: &[("user-agent", "curl/8"), ("accept-encoding", "gzip")],
+                ..BASE
+            },
+            Req {
+                headers: &[("user-agent", "vault/1.16")],
+                ..BASE
+            },
+            same,
+        );
+        check(
+            "consistency headers are ignored",
+            Req {
+                headers: &[("x-vault-index", "abc"), ("x-vault-inconsistent", "x")],
+                ..BASE
+            },
+            BASE,
+            same,
+        );
+        check(
+            "header order is ignored",
+            Req {
+                headers: &[("x-vault-mfa", "m"), ("x-vault-wrap-format", "jwt")],
+                ..BASE
+            },
+            Req {
+                headers: &[("x-vault-wrap-format", "jwt"), ("x-vault-mfa", "m")],
+                ..BASE
+            },
+            same,
+        );
+        for header in KEYED_HEADERS {
+            let with: &'static [(&'static str, &'static str)] =
+                Box::leak(Box::new([(header, "v")]));
+            check(
+                header,
+                Req {
+                    headers: with,
+                    ..BASE
+                },
+                BASE,
+                differ,
+            );
+        }
+        check(
+            "header name case",
+            Req {
+                headers: &[("X-Vault-MFA", "m")],
+                ..BASE
+            },
+            Req {
+                headers: &[("x-vault-mfa", "m")],
+                ..BASE
+            },
+            same,
+        );
+    }
+
+    #[test]
+    fn field_boundaries_cannot_be_shifted() {
+        check(
+            "path and query split differently",
+            Req {
+                path: "/v1/a",
+                query: Some("b="),
+                ..BASE
+            },
+            Req {
+                path: "/v1/ab",
+                query: Some(""),
+                ..BASE
+            },
+            false,
+        );
+        check(
+            "token and namespace split differently",
+            Req {
+                token: Some("s.ab"),
+                namespace: Some("c"),
+                ..BASE
+            },
+            Req {
+                token: Some("s.a"),
+                namespace: Some("bc"),
+                ..BASE
+            },
+            false,
+        );
+    }
+
+    #[test]
+    fn debug_of_parts_hides_token_and_body() {
+        let method = Method::PUT;
+        let headers = HeaderMap::new();
+        let parts = RequestParts {
+            method: &method,
+            path: "/v1/auth/token/create",
+            query: None,
+            headers: &headers,
+            body: br#"{"secret":"body-secret"}"#,
+            token: Some("hvs.token-secret"),
+            namespace: None,
+        };
+        let shown = format!("{parts:?}");
+
+        assert!(!shown.contains("token-secret"), "{shown}");
+        assert!(!shown.contains("body-secret"), "{shown}");
+    }
+
+    #[test]
+    fn from_request_reads_namespace_header_and_query() {
+        let (parts, ()) = http::Request::builder()
+            .method("GET")
+            .uri("/v1/db/creds/app?x=1")
+            .header("X-Vault-Namespace", "team/")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let request = RequestParts::from_request(&parts, b"", Some("s.t"));
+
+        assert_eq!(request.path, "/v1/db/creds/app");
+        assert_eq!(request.query, Some("x=1"));
+        assert_eq!(request.namespace, Some("team/"));
+    }
+}

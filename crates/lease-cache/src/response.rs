@@ -1,0 +1,219 @@
+//! Responses: what the proxy hands in, what the cache keeps and serves, and what in a Vault
+//! response makes it cacheable.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use tokio::time::Instant;
+
+/// An upstream response as the proxy received it, borrowed.
+#[derive(Clone, Copy)]
+pub struct ResponseParts<'a> {
+    /// Upstream status.
+    pub status: StatusCode,
+    /// Upstream headers.
+    pub headers: &'a HeaderMap,
+    /// Upstream body, decompressed.
+    pub body: &'a [u8],
+}
+
+/// A stored response, cheap to clone (one shared allocation).
+///
+/// The headers exclude `Date`, `Content-Length` and hop-by-hop headers: the proxy writes those
+/// for each answer, along with `X-Cache: HIT` and `Age`.
+#[derive(Clone)]
+pub struct CachedResponse(Arc<Stored>);
+
+struct Stored {
+    status: StatusCode,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    body: Bytes,
+    stored_at: Instant,
+}
+
+impl CachedResponse {
+    /// Keeps a copy of `response`, sized exactly (the proxy's buffer may be much larger).
+    pub(crate) fn store(response: &ResponseParts<'_>, now: Instant) -> Self {
+        let headers = response
+            .headers
+            .iter()
+            .filter(|(name, _)| !is_per_answer(name))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+
+        Self(Arc::new(Stored {
+            status: response.status,
+            headers,
+            body: Bytes::copy_from_slice(response.body),
+            stored_at: now,
+        }))
+    }
+
+    /// Status to answer with.
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    /// Stored headers, in upstream order.
+    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.headers.iter().map(|(name, value)| (name, value))
+    }
+
+    /// The body (shared, not copied).
+    pub fn body(&self) -> Bytes {
+        self.0.body.clone()
+    }
+
+    /// When the response was stored.
+    pub fn stored_at(&self) -> Instant {
+        self.0.stored_at
+    }
+
+    /// Time since the response was stored.
+    pub fn age(&self) -> Duration {
+        self.0.stored_at.elapsed()
+    }
+
+    /// The `Age` header value: whole seconds since the response was stored, rounded.
+    pub fn age_secs(&self) -> u64 {
+        let age = self.age();
+        age.as_secs() + u64::from(age.subsec_millis() >= 500)
+    }
+}
+
+impl std::fmt::Debug for CachedResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The body is secret data (credentials, tokens): only its size is shown.
+        f.debug_struct("CachedResponse")
+            .field("status", &self.0.status)
+            .field("body_len", &self.0.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Headers that belong to one answer, not to the stored response.
+fn is_per_answer(name: &HeaderName) -> bool {
+    [
+        header::DATE,
+        header::CONTENT_LENGTH,
+        header::AGE,
+        header::CONNECTION,
+        header::TRANSFER_ENCODING,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+    ]
+    .contains(name)
+        || name == "keep-alive"
+        || name == "x-cache"
+}
+
+/// Whether the response says `Content-Type: application/json` (parameters allowed).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The parts of Vault's response envelope that decide caching.
+#[derive(Deserialize)]
+pub(crate) struct Envelope<'a> {
+    #[serde(default, borrow)]
+    pub(crate) lease_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) renewable: Option<bool>,
+    #[serde(default)]
+    pub(crate) lease_duration: Option<u64>,
+    #[serde(default, borrow)]
+    pub(crate) auth: Option<AuthBlock<'a>>,
+    #[serde(default)]
+    pub(crate) wrap_info: Option<IgnoredAny>,
+}
+
+/// The `auth` block of a token-creating response.
+#[derive(Deserialize)]
+pub(crate) struct AuthBlock<'a> {
+    #[serde(default, borrow)]
+    pub(crate) client_token: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(crate) accessor: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub(crate) renewable: Option<bool>,
+    #[serde(default)]
+    pub(crate) lease_duration: Option<u64>,
+    #[serde(default)]
+    pub(crate) orphan: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn keeps_answer_headers_and_rounds_age() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(
+            header::DATE,
+            HeaderValue::from_static("Mon, 01 Jan 2024 00:00:00 GMT"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let parts = ResponseParts {
+            status: StatusCode::OK,
+            headers: &headers,
+            body: b"{}",
+        };
+
+        let stored = CachedResponse::store(&parts, Instant::now());
+        let names: Vec<_> = stored.headers().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["content-type", "cache-control"]);
+        assert_eq!(stored.body(), Bytes::from_static(b"{}"));
+
+        tokio::time::advance(Duration::from_millis(2_499)).await;
+        assert_eq!(stored.age_secs(), 2);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(stored.age_secs(), 3);
+    }
+
+    #[test]
+    fn json_content_type() {
+        let check = |value: &'static str, expected: bool| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            assert_eq!(is_json(&headers), expected, "{value}");
+        };
+
+        check("application/json", true);
+        check("application/json; charset=utf-8", true);
+        check("Application/JSON", true);
+        check("text/plain", false);
+        check("application/jsonx", false);
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn debug_hides_the_body() {
+        let headers = HeaderMap::new();
+        let parts = ResponseParts {
+            status: StatusCode::OK,
+            headers: &headers,
+            body: br#"{"auth":{"client_token":"hvs.in-the-body"}}"#,
+        };
+        let stored = CachedResponse::store(&parts, Instant::now());
+
+        assert!(!format!("{stored:?}").contains("hvs.in-the-body"));
+    }
+}

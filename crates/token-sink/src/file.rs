@@ -61,7 +61,7 @@ pub enum FileSinkRejected {
 
 /// The start-up check could not create and remove a file next to the token file.
 #[derive(Debug, thiserror::Error)]
-#[error("token file {}: cannot create files in its directory", path.display())]
+#[error("token file {}: start-up write check failed", path.display())]
 pub struct WriteCheckFailed {
     /// The sink path.
     pub path: PathBuf,

@@ -298,8 +298,10 @@ impl SinkWriter {
     /// True once written; false when a newer token took over.
     async fn write_until_done(&mut self, job: &Job) -> bool {
         let mut backoff = Backoff::new();
+        let mut attempt = 0_u64;
 
-        for attempt in 1_u64.. {
+        loop {
+            attempt += 1;
             let error = match self.attempt(job).await {
                 Ok(Outcome::Written) => {
                     info!(generation = job.generation, attempt, "token written");
@@ -331,7 +333,6 @@ impl SinkWriter {
                 }
             }
         }
-        false
     }
 
     async fn attempt(&mut self, job: &Job) -> Result<Outcome, SinkWriteFailed> {
@@ -810,6 +811,70 @@ mod tests {
         check(5, 16, 48);
         check(6, 30, 60);
         check(20, 30, 60);
+    }
+
+    #[test]
+    fn error_messages_as_logged() {
+        fn check(error: &(dyn Error + 'static), expected: &str) {
+            assert_eq!(ErrorChain(error).to_string(), expected);
+        }
+
+        let missing = Path::new("/nonexistent-token-sink-dir");
+        let token = Path::new("/run/agent/token");
+        let no_such_file = "No such file or directory (os error 2)";
+
+        check(
+            &FileSink::new(token, 640).unwrap_err(),
+            "file sink /run/agent/token: mode 0o1200 has bits above 0o777",
+        );
+        check(
+            &FileSink::new("/", DEFAULT_MODE).unwrap_err(),
+            "file sink /: path does not name a file",
+        );
+        let unchecked = FileSink::new(missing.join("token"), DEFAULT_MODE).unwrap();
+        check(
+            &unchecked.prepare().unwrap_err(),
+            &format!(
+                "token file {}/token: start-up write check failed: {no_such_file}",
+                missing.display()
+            ),
+        );
+        check(
+            &SinkServer::new(vec![sink_at(token).with_wrap_ttl(NEVER)], None)
+                .err()
+                .unwrap(),
+            "sink /run/agent/token: wrap_ttl is set but no wrapper was provided",
+        );
+
+        let dh = DhEncryptor::curve25519(missing.join("dh.json"), true, "").unwrap();
+        let encrypt = SinkWriteFailed::Encrypt {
+            path: token.into(),
+            source: dh.encrypt(b"t").unwrap_err(),
+        };
+        check(
+            &encrypt,
+            &format!(
+                "cannot encrypt the token for /run/agent/token: \
+                 cannot read consumer public key file {}/dh.json: {no_such_file}",
+                missing.display()
+            ),
+        );
+        let wrap = SinkWriteFailed::Wrap {
+            path: token.into(),
+            source: WrapFailed::new("vault is sealed"),
+        };
+        check(
+            &wrap,
+            "cannot wrap the token for /run/agent/token: wrapping the token failed: vault is sealed",
+        );
+        let write = SinkWriteFailed::from(unchecked.write(b"t").unwrap_err());
+        check(
+            &write,
+            &format!(
+                "cannot write token file {}/token: {no_such_file}",
+                missing.display()
+            ),
+        );
     }
 
     /// A `MakeWriter` collecting everything logged into one buffer.

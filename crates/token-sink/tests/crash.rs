@@ -56,10 +56,14 @@ fn write_forever(path: &Path) -> ! {
     let sink = FileSink::new(path, 0o600).unwrap();
     sink.prepare().unwrap();
 
-    for i in 0.. {
-        sink.write(&values()[i % 2]).unwrap();
+    let values = values();
+
+    // Runs until it is killed.
+    loop {
+        for value in &values {
+            sink.write(value).unwrap();
+        }
     }
-    unreachable!("the writer runs until it is killed")
 }
 
 fn sigkill_mid_write_leaves_a_whole_token() {

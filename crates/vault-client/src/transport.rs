@@ -493,6 +493,83 @@ mod tests {
         );
     }
 
+    fn testdata(file: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(file)
+    }
+
+    #[test]
+    fn good_pem_files_load() {
+        assert_eq!(load_ca_file(&testdata("ca.pem")).unwrap().len(), 1);
+        load_identity(&testdata("client-cert.pem"), &testdata("client-key.pem")).unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        fs::copy(testdata("ca.pem"), dir.path().join("ca.pem")).unwrap();
+        fs::create_dir(dir.path().join("more")).unwrap();
+        fs::copy(
+            testdata("client-cert.pem"),
+            dir.path().join("more/client.pem"),
+        )
+        .unwrap();
+        assert_eq!(load_ca_dir(dir.path()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn misplaced_pem_files_are_named() {
+        fn check(error: BuildError, file: &str, words: &str) {
+            let message = error.to_string();
+            assert!(message.contains(file), "{message}");
+            assert!(message.contains(words), "{message}");
+        }
+
+        let cert = testdata("client-cert.pem");
+        let key = testdata("client-key.pem");
+
+        check(
+            load_identity(&cert, &cert).unwrap_err(),
+            "client-cert.pem",
+            "no PEM private key",
+        );
+        check(
+            load_identity(&key, &key).unwrap_err(),
+            "client-key.pem",
+            "no PEM certificate",
+        );
+        check(
+            load_ca_file(&key).unwrap_err(),
+            "client-key.pem",
+            "no PEM certificate",
+        );
+        // Like Vault, a CA directory holding anything but certificates is an error.
+        let mixed = tempfile::tempdir().unwrap();
+        fs::copy(testdata("ca.pem"), mixed.path().join("ca.pem")).unwrap();
+        fs::copy(&key, mixed.path().join("client-key.pem")).unwrap();
+        check(
+            load_ca_dir(mixed.path()).unwrap_err(),
+            "client-key.pem",
+            "no PEM certificate",
+        );
+
+        let empty = tempfile::tempdir().unwrap();
+        let error = load_ca_dir(empty.path()).unwrap_err();
+        assert!(matches!(error, BuildError::NoCertificate { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_client_with_every_tls_file_builds() {
+        let settings = ClientSettings {
+            address: "https://127.0.0.1:8200".to_owned(),
+            ca_cert: Some(testdata("ca.pem")),
+            client_cert: Some(testdata("client-cert.pem")),
+            client_key: Some(testdata("client-key.pem")),
+            tls_server_name: Some("vault.internal".to_owned()),
+            ..ClientSettings::default()
+        };
+        let (_, target) = build(&settings).unwrap();
+        assert_eq!(target.base, "https://vault.internal:8200");
+    }
+
     #[test]
     fn a_lone_cert_or_key_is_refused() {
         fn check(cert: Option<&str>, key: Option<&str>) {

@@ -363,10 +363,10 @@ impl State {
 
     /// Records that auto-auth renewed `token` for `ttl` ms more.
     pub(crate) fn auto_auth_renewed(&mut self, token: &SecretToken, ttl: u64, now: u64) {
-        if let Some(ix) = self.find_token(token.expose()) {
-            if self.entry(ix).is_some_and(Entry::is_auto_auth) {
-                self.set_auto_auth_expiry(ix, ttl, now);
-            }
+        if let Some(ix) = self.find_token(token.expose())
+            && self.entry(ix).is_some_and(Entry::is_auto_auth)
+        {
+            self.set_auto_auth_expiry(ix, ttl, now);
         }
     }
 
@@ -798,11 +798,11 @@ impl State {
     // ---- slab -----------------------------------------------------------------------------
 
     fn alloc(&mut self, entry: Entry) -> u32 {
-        if let Some(ix) = self.free.pop() {
-            if let Some(slot) = self.slots.get_mut(ix as usize) {
-                slot.entry = Some(entry);
-                return ix;
-            }
+        if let Some(ix) = self.free.pop()
+            && let Some(slot) = self.slots.get_mut(ix as usize)
+        {
+            slot.entry = Some(entry);
+            return ix;
         }
         self.slots.push(Slot {
             generation: 0,
@@ -941,10 +941,10 @@ impl State {
         };
         let is_ix = |&i: &u32| i == ix;
 
-        if entry.response.is_some() {
-            if let Ok(found) = self.by_key.find_entry(entry.key.short_hash(), is_ix) {
-                found.remove();
-            }
+        if entry.response.is_some()
+            && let Ok(found) = self.by_key.find_entry(entry.key.short_hash(), is_ix)
+        {
+            found.remove();
         }
         if let Some(token) = entry.token() {
             let hash = self.hasher.hash_one(token.expose());

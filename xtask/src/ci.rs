@@ -26,7 +26,12 @@ pub(crate) fn ci(root: &Path) -> Result<()> {
     ]))?;
 
     step("unit tests");
-    proc::run(cargo().args(["test", "--workspace", "--locked", "--exclude", "e2e"]))?;
+    let python = tools::python(root)?;
+    proc::run(
+        cargo()
+            .args(["test", "--workspace", "--locked", "--exclude", "e2e"])
+            .env("E2E_PYTHON", &python),
+    )?;
 
     step("cargo deny check licenses bans sources");
     let deny = tools::cargo_tool(root, "cargo-deny", "cargo-deny")?;

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A Python with the `cryptography` package: `E2E_PYTHON` if set, else the virtualenv that
-/// `cargo xtask` installs at `target/py`; the reason when there is none.
+/// `cargo xtask` installs at `target/tools/venv`; the reason when there is none.
 pub(crate) fn python_with_cryptography() -> Result<PathBuf, String> {
     let python = match env::var_os("E2E_PYTHON") {
         Some(python) => PathBuf::from(python),
-        None => workspace_root().join("target/py/bin/python3"),
+        None => workspace_root().join("target/tools/venv/bin/python3"),
     };
 
     let probe = Command::new(&python)
@@ -28,7 +28,7 @@ pub(crate) fn skip_unless_allowed(reason: &str) {
         panic!("{reason} (CI=true, so this is a failure, not a skip)");
     }
     eprintln!(
-        "skipped: {reason}; install it with `python3 -m venv target/py && target/py/bin/pip install cryptography`"
+        "skipped: {reason}; run `cargo xtask ci` or `cargo xtask e2e`, which install it"
     );
 }
 

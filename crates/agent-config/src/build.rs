@@ -7,8 +7,7 @@ use crate::decode::{self, FileConfig};
 use crate::error::{ConfigError, Location};
 use crate::layer::Layered;
 use crate::model::{
-    Config, DEFAULT_VAULT_ADDRESS, KeyLines, LogFormat, LogLevel, Logging, Retry, TemplateConfig,
-    Vault,
+    Config, DEFAULT_VAULT_ADDRESS, KeyLines, LogFormat, LogLevel, Logging, Retry, Vault,
 };
 
 pub(crate) fn build(file: FileConfig, layered: Layered) -> Result<Config, ConfigError> {
@@ -88,7 +87,7 @@ pub(crate) fn build(file: FileConfig, layered: Layered) -> Result<Config, Config
         api_proxy: file.api_proxy,
         listeners: file.listeners,
         templates: file.templates,
-        template_config: file.template_config.unwrap_or_else(TemplateConfig::default),
+        template_config: file.template_config.unwrap_or_default(),
         env_templates: file.env_templates,
         exec: file.exec,
         telemetry: file.telemetry,

@@ -434,10 +434,10 @@ fn sink(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Sink, ConfigError> {
 
 /// `true`, `false` or `"force"` (any case).
 pub(crate) fn use_auto_auth_token(value: &Value) -> Result<UseAutoAuthToken, String> {
-    if let Value::Str(text) = value {
-        if text.eq_ignore_ascii_case("force") {
-            return Ok(UseAutoAuthToken::Force);
-        }
+    if let Value::Str(text) = value
+        && text.eq_ignore_ascii_case("force")
+    {
+        return Ok(UseAutoAuthToken::Force);
     }
     match scalar::boolean(value) {
         Ok(true) => Ok(UseAutoAuthToken::Enabled),
@@ -786,12 +786,12 @@ fn template(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Template, ConfigError> 
 
 /// `wait { min max }` (a repeated block folds, later keys winning) or `wait = "min:max"`.
 fn template_wait(cx: &mut Cx<'_>, r: &mut Reader<'_>) -> Result<Option<Wait>, ConfigError> {
-    if let Some(entry) = r.last("wait") {
-        if let Value::Str(text) = &entry.value.value {
-            return wait_string(text)
-                .map(Some)
-                .map_err(|m| r.error("wait", entry.line, m));
-        }
+    if let Some(entry) = r.last("wait")
+        && let Value::Str(text) = &entry.value.value
+    {
+        return wait_string(text)
+            .map(Some)
+            .map_err(|m| r.error("wait", entry.line, m));
     }
 
     let blocks = r.blocks("wait")?;

@@ -58,7 +58,8 @@ mod tests {
 
     #[test]
     fn bao_wins_over_vault_even_when_empty() {
-        let cases: &[(&[(&str, &str)], Option<(&str, &str)>)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], Option<(&'a str, &'a str)>);
+        let cases: &[Case<'_>] = &[
             (&[("VAULT_ADDR", "v")], Some(("VAULT_ADDR", "v"))),
             (
                 &[("VAULT_ADDR", "v"), ("BAO_ADDR", "b")],

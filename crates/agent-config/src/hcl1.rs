@@ -33,7 +33,7 @@ pub(crate) fn parse(text: &str) -> Result<Vec<Entry>, SyntaxError> {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-enum Tok {
+pub(crate) enum Tok {
     Ident(String),
     Str(String),
     Int(i64, IntForm),
@@ -493,7 +493,7 @@ impl Lexer<'_> {
 }
 
 /// Go's base-0 integer rule, as HCL v1 applies it, plus floats.
-fn number_token(text: &str) -> Option<Tok> {
+pub(crate) fn number_token(text: &str) -> Option<Tok> {
     let (negative, body) = match text.strip_prefix('-') {
         Some(body) => (true, body),
         None => (false, text),

@@ -190,4 +190,6 @@ pub fn fuzz_config_parse(data: &[u8]) {
 }
 
 #[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
 mod tests;

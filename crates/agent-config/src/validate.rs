@@ -20,26 +20,25 @@ pub(crate) fn validate(config: &mut Config, first_file: &Location) -> Result<(),
     }
 
     let has_templates = !config.templates.is_empty() || !config.env_templates.is_empty();
-    if let Some(cache) = &config.cache {
-        if config.listeners.is_empty() && !has_templates {
-            let message = "the cache serves listeners and templates; define at least one listener or template";
-            return Err(ConfigError::new(cache.location.clone(), "cache", message));
-        }
+    if let Some(cache) = &config.cache
+        && config.listeners.is_empty()
+        && !has_templates
+    {
+        let message =
+            "the cache serves listeners and templates; define at least one listener or template";
+        return Err(ConfigError::new(cache.location.clone(), "cache", message));
     }
-    if let Some(proxy) = &config.api_proxy {
-        if config.listeners.is_empty() {
-            let key = if proxy.token_key.is_empty() {
-                "api_proxy"
-            } else {
-                proxy.token_key
-            };
-            let message = "the API proxy answers on listeners; define at least one listener";
-            return Err(ConfigError::new(
-                proxy.lines.at("use_auto_auth_token"),
-                key,
-                message,
-            ));
-        }
+    if let Some(proxy) = &config.api_proxy
+        && config.listeners.is_empty()
+    {
+        let key = if proxy.token_key.is_empty() {
+            "api_proxy"
+        } else {
+            proxy.token_key
+        };
+        let message = "the API proxy answers on listeners; define at least one listener";
+        let at = proxy.lines.at("use_auto_auth_token");
+        return Err(ConfigError::new(at, key, message));
     }
 
     auto_auth_token_rules(config)?;
@@ -225,13 +224,11 @@ fn sink_rules(sink: &Sink) -> Result<(), ConfigError> {
     let error = |key: &str, message: &str| {
         ConfigError::new(sink.lines.at(key), format!("auto_auth.sink.{key}"), message)
     };
-    if let Some(dh_type) = &sink.dh_type {
-        if dh_type != "curve25519" {
-            return Err(error(
-                "dh_type",
-                &format!("unknown value {dh_type:?}; only \"curve25519\" is supported"),
-            ));
-        }
+    if let Some(dh_type) = &sink.dh_type
+        && dh_type != "curve25519"
+    {
+        let message = format!("unknown value {dh_type:?}; only \"curve25519\" is supported");
+        return Err(error("dh_type", &message));
     }
     match (&sink.dh_type, &sink.dh_path) {
         (Some(_), None) => return Err(error("dh_type", "needs dh_path: set both or neither")),

@@ -81,3 +81,34 @@ impl Remover {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::test_log::Captured;
+
+    #[tokio::test]
+    async fn a_failing_removal_warns_once_until_a_removal_succeeds() {
+        let dir = TempDir::new().unwrap();
+        // remove_file refuses a directory, whoever runs the test.
+        let stuck = dir.path().join("stuck");
+        std::fs::create_dir(&stuck).unwrap();
+        let file = dir.path().join("file");
+
+        let (logs, _guard) = Captured::start();
+        let mut remover = Remover::new("jwt");
+        for _ in 0..3 {
+            remover.remove(&stuck).await;
+        }
+        assert_eq!(logs.lines_with("WARN").len(), 1);
+
+        std::fs::write(&file, "x").unwrap();
+        remover.remove(&file).await;
+        assert!(!file.exists());
+        remover.remove(&file).await;
+        remover.remove(&stuck).await;
+        assert_eq!(logs.lines_with("WARN").len(), 2);
+    }
+}

@@ -30,3 +30,45 @@ impl<A: AuthApi> AuthMethod<A> for Kubernetes {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::fake::FakeVault;
+
+    async fn body(method: &mut Kubernetes) -> Result<serde_json::Value, LoginFailed> {
+        match AuthMethod::<FakeVault>::credentials(method, &FakeVault::new()).await? {
+            Credentials::Login { body, .. } => Ok(body),
+            Credentials::Token(_) => panic!("kubernetes logs in"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_is_read_at_every_login_and_never_kept() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("token");
+        let mut method = Kubernetes::new(KubernetesSettings {
+            token_path: path.clone(),
+            ..KubernetesSettings::new("web")
+        });
+
+        std::fs::write(&path, "sa-token-1\n").unwrap();
+        assert_eq!(
+            body(&mut method).await.unwrap(),
+            json!({"role": "web", "jwt": "sa-token-1"})
+        );
+        std::fs::write(&path, "sa-token-2").unwrap();
+        assert_eq!(body(&mut method).await.unwrap()["jwt"], "sa-token-2");
+        assert!(path.exists());
+
+        std::fs::remove_file(&path).unwrap();
+        let error = body(&mut method).await.unwrap_err();
+        let expected = format!(
+            "cannot read the service-account token file {}",
+            path.display()
+        );
+        assert_eq!(error.to_string(), expected);
+    }
+}

@@ -40,3 +40,41 @@ impl<A: AuthApi> AuthMethod<A> for TokenFile {
         Ok(Credentials::Token(token))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tempfile::TempDir;
+
+    use super::*;
+    use crate::fake::FakeVault;
+
+    async fn token(method: &mut TokenFile) -> Result<String, LoginFailed> {
+        match AuthMethod::<FakeVault>::credentials(method, &FakeVault::new()).await? {
+            Credentials::Token(token) => Ok(token.expose().to_owned()),
+            Credentials::Login { .. } => panic!("token_file does not log in"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_token_is_read_trimmed_and_kept_when_the_file_goes() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("token");
+        let mut method = TokenFile::new(TokenFileSettings {
+            token_file_path: path.clone(),
+        });
+
+        let error = token(&mut method).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("cannot read the token file {}", path.display())
+        );
+
+        std::fs::write(&path, "s.one\n").unwrap();
+        assert_eq!(token(&mut method).await.unwrap(), "s.one");
+        std::fs::write(&path, "s.two").unwrap();
+        assert_eq!(token(&mut method).await.unwrap(), "s.two");
+
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(token(&mut method).await.unwrap(), "s.two");
+    }
+}

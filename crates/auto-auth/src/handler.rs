@@ -1,5 +1,6 @@
 //! The lifecycle: log in, publish, renew, log in again.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,19 @@ pub struct AuthHandler<A = Client> {
     renewals: watch::Sender<Option<Renewal>>,
     stats: AuthStats,
     generation: u64,
+}
+
+impl<A> fmt::Debug for AuthHandler<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthHandler")
+            .field("method", &self.method_name)
+            .field("mount_path", &self.mount_path)
+            .field("wrap_ttl", &self.wrap_ttl)
+            .field("min_backoff", &self.min_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("exit_on_err", &self.exit_on_err)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<A: AuthApi> AuthHandler<A> {
@@ -122,6 +136,7 @@ impl<A: AuthApi> AuthHandler<A> {
                 Ok(issued) => issued,
                 Err(source) => {
                     self.stats.count_login_failure();
+                    self.stats.set_authenticated(false);
                     if self.exit_on_err {
                         error!(error = %Chain(&source), "login failed; giving up as exit_on_err is set");
                         return AuthFailed {
@@ -137,6 +152,7 @@ impl<A: AuthApi> AuthHandler<A> {
                 }
             };
             self.stats.count_login();
+            self.stats.set_authenticated(true);
 
             let lease = Lease {
                 ttl: issued.ttl,
@@ -150,15 +166,17 @@ impl<A: AuthApi> AuthHandler<A> {
                 return std::future::pending().await;
             };
 
-            let (ending, held) = self
+            let ending = self
                 .keep_alive(client_token, token.generation(), lease)
                 .await;
             ending.log();
-            if held {
+
+            // A token given up sooner than min_backoff after its login (rejected at its
+            // first renewal, a TTL of next to nothing) paces the next login like a failed
+            // one: logging in again at once could loop as fast as Vault answers.
+            if lease.issued_at.elapsed() >= self.min_backoff {
                 backoff.reset();
             } else {
-                // The token was given up without a single wait: logging in again at once
-                // could loop as fast as Vault answers.
                 let wait = backoff.next_wait();
                 warn!(retry_in = ?wait, "the token did not last; waiting before the next login");
                 sleep(wait).await;
@@ -194,13 +212,13 @@ impl<A: AuthApi> AuthHandler<A> {
                     .login(&self.mount_path, body, self.wrap_ttl)
                     .await
                     .map_err(|source| LoginFailed::Login { source })?;
-                self.check(response)
+                self.issued(response)
             }
         }
     }
 
     /// Turns a login answer into a token, refusing answers that carry none.
-    fn check(&self, response: LoginResponse) -> Result<Issued, LoginFailed> {
+    fn issued(&self, response: LoginResponse) -> Result<Issued, LoginFailed> {
         match response {
             LoginResponse::Auth(_) if self.wrap_ttl.is_some() => {
                 Err(LoginFailed::WrappingMismatch { wrapped: false })
@@ -260,27 +278,22 @@ impl<A: AuthApi> AuthHandler<A> {
         token
     }
 
-    /// Renews the token on Vault's schedule until it has to be replaced; says why, and
-    /// whether the token was held at all (at least one wait) before that.
-    async fn keep_alive(&self, token: &Token, generation: u64, lease: Lease) -> (Ending, bool) {
+    /// Renews the token on Vault's schedule until it has to be replaced, and says why.
+    async fn keep_alive(&self, token: &Token, generation: u64, lease: Lease) -> Ending {
         let mut expires_at = lease.issued_at + lease.ttl;
         let mut grace = backoff::grace(lease.ttl);
         let mut prior = lease.ttl;
         let mut renewable = lease.renewable;
         let mut errors = RenewalBackoff::new();
-        let mut held = false;
 
         loop {
             if !renewable {
                 // Nothing to renew: use the token up to its grace, then replace it.
                 let usable = expires_at.saturating_duration_since(Instant::now());
                 let wait = usable.saturating_sub(grace);
-                if !wait.is_zero() {
-                    debug!(replace_in = ?wait, "token is not renewable");
-                    sleep(wait).await;
-                    held = true;
-                }
-                return (Ending::Expiring, held);
+                debug!(replace_in = ?wait, "token is not renewable");
+                sleep(wait).await;
+                return Ending::Expiring;
             }
 
             match self.api.renew_self(token, None).await {
@@ -308,20 +321,19 @@ impl<A: AuthApi> AuthHandler<A> {
                     }
 
                     let Some(pause) = renewal_sleep(remaining, grace) else {
-                        return (Ending::Expiring, held);
+                        return Ending::Expiring;
                     };
                     debug!(ttl = ?remaining, next_renewal_in = ?pause, "renewed the token");
                     sleep(pause).await;
-                    held = true;
                 }
                 Err(error) if RenewFailure::of(&error) == RenewFailure::Rejected => {
-                    return (Ending::Rejected(error), held);
+                    return Ending::Rejected(error);
                 }
                 Err(error) => {
                     let left = expires_at.saturating_duration_since(Instant::now());
                     let usable = left.saturating_sub(grace);
                     if usable.is_zero() {
-                        return (Ending::Lapsed(error), held);
+                        return Ending::Lapsed(error);
                     }
 
                     let pause = errors.next_wait().min(usable);
@@ -332,7 +344,6 @@ impl<A: AuthApi> AuthHandler<A> {
                         "cannot renew the token; keeping it while it is valid"
                     );
                     sleep(pause).await;
-                    held = true;
                 }
             }
         }

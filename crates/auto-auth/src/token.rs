@@ -1,7 +1,7 @@
 //! What the handler publishes: each new token, each renewal, and counters.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -140,6 +140,7 @@ struct Counters {
     logins: AtomicU64,
     login_failures: AtomicU64,
     renewals: AtomicU64,
+    authenticated: AtomicBool,
 }
 
 impl AuthStats {
@@ -158,6 +159,11 @@ impl AuthStats {
         self.0.renewals.load(Ordering::Relaxed)
     }
 
+    /// Whether the last login attempt succeeded (Vault's `authenticated` gauge).
+    pub fn authenticated(&self) -> bool {
+        self.0.authenticated.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn count_login(&self) {
         self.0.logins.fetch_add(1, Ordering::Relaxed);
     }
@@ -168,6 +174,10 @@ impl AuthStats {
 
     pub(crate) fn count_renewal(&self) {
         self.0.renewals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_authenticated(&self, authenticated: bool) {
+        self.0.authenticated.store(authenticated, Ordering::Relaxed);
     }
 }
 

@@ -109,6 +109,7 @@ async fn failed_logins_back_off_like_vault() {
     assert!((3.0..=4.0).contains(&gaps[2]), "{gaps:?}");
     assert_eq!(stats.login_failures(), logins.len() as u64);
     assert_eq!(stats.logins(), 0);
+    assert!(!stats.authenticated());
 }
 
 #[tokio::test(start_paused = true)]
@@ -178,6 +179,7 @@ async fn renews_at_once_then_at_two_thirds_of_the_ttl() {
     }
     assert_eq!(fake.login_times().len(), 1);
     assert_eq!(stats.renewals(), renewals.len() as u64);
+    assert!(stats.authenticated());
 }
 
 #[tokio::test(start_paused = true)]
@@ -226,21 +228,47 @@ async fn a_rejected_renewal_logs_in_again_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_token_rejected_at_once_does_not_make_a_login_storm() {
-    let dir = TempDir::new().unwrap();
+async fn a_token_that_dies_at_once_does_not_make_a_login_storm() {
+    async fn check(fake: FakeVault) {
+        let dir = TempDir::new().unwrap();
+        let running = Running::start(&fake, approle(&dir));
+        sleep(60 * S).await;
+        let stats = running.stats.clone();
+        running.stop().await.unwrap();
+
+        let logins = fake.login_times();
+        assert!((6..=7).contains(&logins.len()), "{:?}", secs(&logins));
+        // A token's few milliseconds of life, then min_backoff.
+        assert!(
+            (1.0..1.1).contains(&gaps(&logins)[0]),
+            "{:?}",
+            secs(&logins)
+        );
+        assert_eq!(stats.logins(), logins.len() as u64);
+        assert_eq!(stats.login_failures(), 0);
+    }
+
+    // Rejected by the renewal right after login.
     let fake = FakeVault::new();
     fake.on_renew(|_| Err(status(403)));
+    check(fake).await;
 
-    let running = Running::start(&fake, approle(&dir));
-    sleep(60 * S).await;
-    let stats = running.stats.clone();
-    running.stop().await.unwrap();
+    // Renewed to a TTL of nothing.
+    let fake = FakeVault::new();
+    fake.on_renew(|_| Ok(lease(0)));
+    check(fake).await;
 
-    let logins = fake.login_times();
-    assert!((6..=7).contains(&logins.len()), "{:?}", secs(&logins));
-    assert_eq!(gaps(&logins)[0], 1.0);
-    assert_eq!(stats.logins(), logins.len() as u64);
-    assert_eq!(stats.login_failures(), 0);
+    // Issued for 10 ms, not renewable.
+    let fake = FakeVault::new();
+    fake.on_login(|n| {
+        let LoginResponse::Auth(mut auth) = login_ok(n, 0) else {
+            unreachable!()
+        };
+        auth.lease_duration = Duration::from_millis(10);
+        auth.renewable = false;
+        Ok(LoginResponse::Auth(auth))
+    });
+    check(fake).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -18,9 +18,9 @@ pub(crate) fn duration(value: &Value) -> Result<Duration, String> {
     let nanos = match value {
         Value::Int(seconds, _) => i128::from(*seconds) * NANOS_PER_SECOND,
         // Go converts the float to an integer before multiplying: 1.5 means 1 second.
-        Value::Float(seconds) if seconds.is_finite() => {
-            (seconds.trunc() as i128) * NANOS_PER_SECOND
-        }
+        Value::Float(seconds) if seconds.is_finite() => (seconds.trunc() as i128)
+            .checked_mul(NANOS_PER_SECOND)
+            .ok_or_else(|| "duration is too large".to_owned())?,
         Value::Str(text) => duration_second(text)?,
         other => return Err(format!("expected a duration, found {}", other.kind())),
     };

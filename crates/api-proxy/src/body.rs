@@ -1,0 +1,233 @@
+//! Reading bodies into memory within a bound, and the body of a partly read answer.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use http::header::CONTENT_LENGTH;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+
+use crate::error::ProxyError;
+
+/// Reads a client's request body, refusing it past `limit` bytes: at once when
+/// `Content-Length` says so, otherwise as soon as the bytes read pass the limit.
+pub(crate) async fn read_request_body<B>(
+    body: B,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<Bytes, ProxyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+
+    let expected = declared.map_or(0, |length| length as usize);
+    match read_bounded(body, limit, expected).await {
+        Ok(Bounded::Complete(bytes)) => Ok(bytes),
+        Ok(Bounded::Over { .. }) => Err(ProxyError::BodyTooLarge { limit }),
+        Err(_) => Err(ProxyError::BodyRead),
+    }
+}
+
+/// What [`read_bounded`] got.
+pub(crate) enum Bounded<B> {
+    /// The whole body.
+    Complete(Bytes),
+    /// The body is longer than the bound: what was read so far, and the rest unread.
+    Over { head: Bytes, rest: B },
+}
+
+/// Reads `body` while it stays within `bound` bytes. One chunk is returned without copying;
+/// `expected` (a declared length) sizes the buffer for several.
+pub(crate) async fn read_bounded<B>(
+    mut body: B,
+    bound: usize,
+    expected: usize,
+) -> Result<Bounded<B>, B::Error>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut buffer = BytesMut::new();
+
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+
+        let read = first.as_ref().map_or(0, Bytes::len) + buffer.len() + data.len();
+        match &first {
+            None => first = Some(data),
+            Some(head) => {
+                if buffer.is_empty() {
+                    buffer.reserve(expected.clamp(read, bound.max(read)));
+                    buffer.extend_from_slice(head);
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        if read > bound {
+            let head = take(first, buffer);
+            return Ok(Bounded::Over { head, rest: body });
+        }
+    }
+
+    Ok(Bounded::Complete(take(first, buffer)))
+}
+
+fn take(first: Option<Bytes>, buffer: BytesMut) -> Bytes {
+    if buffer.is_empty() {
+        first.unwrap_or_default()
+    } else {
+        buffer.freeze()
+    }
+}
+
+/// A body whose first bytes were already read: those, then the rest as it streams.
+pub(crate) struct Prefixed<B> {
+    head: Option<Bytes>,
+    rest: B,
+}
+
+impl<B> Prefixed<B> {
+    pub(crate) fn new(head: Bytes, rest: B) -> Self {
+        Self {
+            head: Some(head),
+            rest,
+        }
+    }
+}
+
+impl<B> Body for Prefixed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        if let Some(head) = self.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(head))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.head.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let head = self.head.as_ref().map_or(0, Bytes::len) as u64;
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + head);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + head);
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+
+    use http::HeaderValue;
+
+    use super::*;
+
+    /// A body of fixed chunks, one frame each.
+    struct Chunks(VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|chunk| Ok(Frame::data(chunk))))
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn chunks(parts: &[&'static str]) -> Chunks {
+        Chunks(
+            parts
+                .iter()
+                .map(|part| Bytes::from_static(part.as_bytes()))
+                .collect(),
+        )
+    }
+
+    #[tokio::test]
+    async fn bounded_reads() {
+        async fn check(parts: &[&'static str], bound: usize, complete: Option<&str>) {
+            let got = read_bounded(chunks(parts), bound, 0).await.unwrap();
+            match (got, complete) {
+                (Bounded::Complete(bytes), Some(expected)) => assert_eq!(bytes, expected),
+                (Bounded::Over { head, rest }, None) => {
+                    let tail = rest.collect().await.unwrap().to_bytes();
+                    let whole = [head, tail].concat();
+                    assert_eq!(whole, parts.concat().as_bytes(), "nothing lost");
+                }
+                (_, expected) => panic!("{parts:?} within {bound}: expected {expected:?}"),
+            }
+        }
+
+        check(&[], 4, Some("")).await;
+        check(&["abcd"], 4, Some("abcd")).await;
+        check(&["ab", "cd"], 4, Some("abcd")).await;
+        check(&["ab", "cde"], 4, None).await;
+        check(&["abcde", "f"], 4, None).await;
+    }
+
+    #[tokio::test]
+    async fn request_bodies_over_the_limit_are_refused() {
+        let mut headers = HeaderMap::new();
+        let limited = read_request_body(chunks(&["abc", "def"]), &headers, 5).await;
+        assert!(matches!(
+            limited,
+            Err(ProxyError::BodyTooLarge { limit: 5 })
+        ));
+
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("6"));
+        let declared = read_request_body(chunks(&["a"]), &headers, 5).await;
+        assert!(matches!(
+            declared,
+            Err(ProxyError::BodyTooLarge { limit: 5 })
+        ));
+
+        headers.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
+        let fits = read_request_body(chunks(&["ab", "cde"]), &headers, 5).await;
+        assert_eq!(fits.unwrap(), "abcde");
+    }
+
+    #[tokio::test]
+    async fn prefixed_body_yields_head_then_rest() {
+        let body = Prefixed::new(Bytes::from_static(b"he"), chunks(&["llo"]));
+        assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+    }
+}

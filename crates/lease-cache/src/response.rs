@@ -30,27 +30,42 @@ pub struct ResponseParts<'a> {
 #[derive(Clone)]
 pub struct CachedResponse(Arc<Stored>);
 
+/// Headers and body live in one exact-size buffer, `name:value\n` lines then the body: one
+/// allocation per response, and nothing borrowed from the proxy's (possibly much larger)
+/// read buffers stays pinned by the cache.
 struct Stored {
     status: StatusCode,
-    headers: Box<[(HeaderName, HeaderValue)]>,
-    body: Bytes,
+    head_len: usize,
+    data: Bytes,
     stored_at: Instant,
 }
 
 impl CachedResponse {
-    /// Keeps a copy of `response`, sized exactly (the proxy's buffer may be much larger).
+    /// Keeps a copy of `response`.
     pub(crate) fn store(response: &ResponseParts<'_>, now: Instant) -> Self {
-        let headers = response
-            .headers
-            .iter()
-            .filter(|(name, _)| !is_per_answer(name))
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
+        let kept = || {
+            response
+                .headers
+                .iter()
+                .filter(|(name, _)| !is_per_answer(name))
+        };
+        let head_len: usize = kept()
+            .map(|(name, value)| name.as_str().len() + value.len() + 2)
+            .sum();
+
+        let mut data = Vec::with_capacity(head_len + response.body.len());
+        for (name, value) in kept() {
+            data.extend_from_slice(name.as_str().as_bytes());
+            data.push(b':');
+            data.extend_from_slice(value.as_bytes());
+            data.push(b'\n');
+        }
+        data.extend_from_slice(response.body);
 
         Self(Arc::new(Stored {
             status: response.status,
-            headers,
-            body: Bytes::copy_from_slice(response.body),
+            head_len,
+            data: Bytes::from(data),
             stored_at: now,
         }))
     }
@@ -60,14 +75,25 @@ impl CachedResponse {
         self.0.status
     }
 
-    /// Stored headers, in upstream order.
-    pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.0.headers.iter().map(|(name, value)| (name, value))
+    /// Stored headers, in upstream order; the values share the stored buffer.
+    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+        let data = &self.0.data;
+        let lines = data[..self.0.head_len].split(|&b| b == b'\n');
+        lines
+            .filter(|line| !line.is_empty())
+            .filter_map(move |line| {
+                // Both parts were a valid name and value when stored; a line that somehow is not
+                // is skipped rather than served broken.
+                let colon = line.iter().position(|&b| b == b':')?;
+                let name = HeaderName::from_bytes(&line[..colon]).ok()?;
+                let value = data.slice_ref(&line[colon + 1..]);
+                Some((name, HeaderValue::from_maybe_shared(value).ok()?))
+            })
     }
 
     /// The body (shared, not copied).
     pub fn body(&self) -> Bytes {
-        self.0.body.clone()
+        self.0.data.slice(self.0.head_len..)
     }
 
     /// When the response was stored.
@@ -92,7 +118,7 @@ impl std::fmt::Debug for CachedResponse {
         // The body is secret data (credentials, tokens): only its size is shown.
         f.debug_struct("CachedResponse")
             .field("status", &self.0.status)
-            .field("body_len", &self.0.body.len())
+            .field("body_len", &(self.0.data.len() - self.0.head_len))
             .finish_non_exhaustive()
     }
 }
@@ -171,6 +197,7 @@ mod tests {
         );
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert("x-vault-custom", HeaderValue::from_static("a:b; c=d"));
         let parts = ResponseParts {
             status: StatusCode::OK,
             headers: &headers,
@@ -178,8 +205,24 @@ mod tests {
         };
 
         let stored = CachedResponse::store(&parts, Instant::now());
-        let names: Vec<_> = stored.headers().map(|(name, _)| name.as_str()).collect();
-        assert_eq!(names, ["content-type", "cache-control"]);
+        let kept: Vec<_> = stored.headers().collect();
+        assert_eq!(kept.len(), 3);
+        assert_eq!(
+            kept[0],
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json")
+            )
+        );
+        assert_eq!(
+            kept[1],
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
+        );
+        let custom = (
+            HeaderName::from_static("x-vault-custom"),
+            HeaderValue::from_static("a:b; c=d"),
+        );
+        assert_eq!(kept[2], custom);
         assert_eq!(stored.body(), Bytes::from_static(b"{}"));
 
         tokio::time::advance(Duration::from_millis(2_499)).await;

@@ -27,10 +27,6 @@ pub const NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-vault-namesp
 /// The header that asks Vault to wrap its answer.
 pub const WRAP_TTL_HEADER: HeaderName = HeaderName::from_static("x-vault-wrap-ttl");
 
-/// Query that makes `sys/health` answer 200 whatever the node's state, so that a standby
-/// (429) or sealed (503) node is not mistaken for a reason to retry.
-const HEALTH_PATH: &str = "sys/health?standbycode=200&perfstandbyok=true&sealedcode=200&uninitcode=200&drsecondarycode=200";
-
 /// A connection pool to one Vault server, with its retry policy and namespace.
 ///
 /// Cloning is cheap and shares the pool; build one client per subsystem (auto-auth, proxy,
@@ -249,10 +245,10 @@ impl Client {
         self.exchange(call).await.map(drop)
     }
 
-    /// The server's state (`sys/health`); a sealed or standby node is an answer, not an
-    /// error.
+    /// The server's state (`sys/health`). Vault tells a standby (429) or sealed (503) node
+    /// by its status: that is an answer here, neither retried nor an error.
     pub async fn health(&self) -> Result<Health, RequestError> {
-        let call = Call::new(Method::GET, HEALTH_PATH).any_status();
+        let call = Call::new(Method::GET, "sys/health").any_status();
         let answer = self.exchange(call).await?;
 
         let mut health: Health = decode(&answer.body, &Method::GET, "sys/health")?;
@@ -274,7 +270,7 @@ impl Client {
             self.retry,
             path,
             request,
-            async |request: Outgoing| self.http.execute(request.into_request()).await,
+            |request: Outgoing| self.http.execute(request.into_request()),
             |outcome| judge(outcome, retry_status),
         )
         .await;
@@ -315,42 +311,18 @@ impl Client {
     }
 
     /// Sends a typed call and reads its whole answer; an error status becomes an error.
-    #[instrument(level = "debug", name = "vault_call", skip_all, fields(method = %call.method, path = call.path))]
-    async fn exchange(&self, call: Call<'_>) -> Result<Answer, RequestError> {
-        let Call {
-            method,
-            path,
-            token,
-            body,
-            wrap_ttl,
-            retry_status,
-            secret,
-        } = call;
-
-        let mut headers = HeaderMap::new();
-        if let Some(token) = token {
-            headers.insert(TOKEN_HEADER, token_header(token)?);
-        }
-        if let Some(namespace) = &self.namespace {
-            headers.insert(NAMESPACE_HEADER, namespace.clone());
-        }
-        if let Some(ttl) = wrap_ttl {
-            headers.insert(WRAP_TTL_HEADER, wrap_ttl_header(ttl));
-        }
-        if body.is_some() {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-
-        // Only the path goes into logs and errors, never the query.
-        let log_path = path.split('?').next().unwrap_or(path);
+    #[instrument(level = "debug", name = "vault_call", skip_all, fields(path = call.path))]
+    async fn exchange(&self, mut call: Call<'_>) -> Result<Answer, RequestError> {
         let request = Outgoing {
-            method: method.clone(),
-            url: self.url(&format!("/v1/{path}"))?,
-            headers,
-            body: body.clone(),
+            method: call.method.clone(),
+            url: self.url(&format!("/v1/{}", call.path))?,
+            headers: self.headers(&call)?,
+            body: call.body.clone(),
         };
-        let sent = self.send(request, log_path, retry_status).await;
-        wipe_bytes(body);
+
+        // The body may hold credentials: wipe it as soon as the HTTP stack lets go of it.
+        let sent = self.send(request, call.path, !call.any_status).await;
+        wipe_bytes(call.body.take());
         let response = sent?;
 
         let status = response.status();
@@ -359,7 +331,7 @@ impl Client {
             .await
             .map_err(|error| RequestError::Interrupted {
                 address: self.endpoint.address.clone(),
-                path: log_path.to_owned(),
+                path: call.path.to_owned(),
                 source: error.without_url().into(),
             })?;
         let answer = Answer {
@@ -367,26 +339,29 @@ impl Client {
             body: WipedBytes(bytes),
         };
 
-        if status.is_success() || !retry_status {
+        if status.is_success() || call.any_status {
             return Ok(answer);
         }
+        Err(api_error(&call, status, &answer.body))
+    }
 
-        let secrets = [token, secret];
-        let errors = vault_errors(&answer.body)
-            .into_iter()
-            .map(|text| {
-                secrets
-                    .iter()
-                    .flatten()
-                    .fold(text, |text, secret| redact(&text, secret.expose()))
-            })
-            .collect();
-        Err(RequestError::Api {
-            method,
-            path: log_path.to_owned(),
-            status,
-            errors,
-        })
+    /// The headers of a typed call: token, namespace, wrapping and content type.
+    fn headers(&self, call: &Call<'_>) -> Result<HeaderMap, RequestError> {
+        let mut headers = HeaderMap::new();
+
+        if let Some(token) = call.token {
+            headers.insert(TOKEN_HEADER, token_header(token)?);
+        }
+        if let Some(namespace) = &self.namespace {
+            headers.insert(NAMESPACE_HEADER, namespace.clone());
+        }
+        if let Some(ttl) = call.wrap_ttl {
+            headers.insert(WRAP_TTL_HEADER, wrap_ttl_header(ttl));
+        }
+        if call.body.is_some() {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        Ok(headers)
     }
 }
 
@@ -431,13 +406,14 @@ impl Resend for Outgoing {
 /// One typed call, before it becomes HTTP.
 struct Call<'a> {
     method: Method,
-    /// Path under `/v1/`, possibly with a query.
+    /// Path under `/v1/`.
     path: &'a str,
     token: Option<&'a Token>,
     body: Option<Bytes>,
     wrap_ttl: Option<Duration>,
-    /// Whether a 412, 429 or 5xx is retried and then an error; `sys/health` reports it.
-    retry_status: bool,
+    /// Whether every status is an answer, to return rather than retry or turn into an
+    /// error (`sys/health`).
+    any_status: bool,
     /// A secret in the body that Vault might quote back in an error.
     secret: Option<&'a Token>,
 }
@@ -450,7 +426,7 @@ impl<'a> Call<'a> {
             token: None,
             body: None,
             wrap_ttl: None,
-            retry_status: true,
+            any_status: false,
             secret: None,
         }
     }
@@ -484,7 +460,7 @@ impl<'a> Call<'a> {
 
     fn any_status(self) -> Self {
         Self {
-            retry_status: false,
+            any_status: true,
             ..self
         }
     }
@@ -533,7 +509,7 @@ fn decode<T: DeserializeOwned>(
 ) -> Result<T, RequestError> {
     serde_json::from_slice(body).map_err(|error| RequestError::Undecodable {
         method: method.clone(),
-        path: path.split('?').next().unwrap_or(path).to_owned(),
+        path: path.to_owned(),
         // serde's message may quote the answer, which can hold secrets: keep its position.
         detail: format!(
             "{} at line {} column {}",
@@ -547,6 +523,27 @@ fn decode<T: DeserializeOwned>(
             error.column()
         ),
     })
+}
+
+/// Vault's refusal of `call`, its messages scrubbed of the secrets the call carried.
+fn api_error(call: &Call<'_>, status: StatusCode, body: &[u8]) -> RequestError {
+    let secrets = [call.token, call.secret];
+    let errors = vault_errors(body)
+        .into_iter()
+        .map(|text| {
+            secrets
+                .iter()
+                .flatten()
+                .fold(text, |text, secret| redact(&text, secret.expose()))
+        })
+        .collect();
+
+    RequestError::Api {
+        method: call.method.clone(),
+        path: call.path.to_owned(),
+        status,
+        errors,
+    }
 }
 
 /// Vault's `{"errors": [...]}`, or nothing when the body is something else.
@@ -751,10 +748,9 @@ mod tests {
     fn decode_errors_never_quote_the_answer() {
         fn check(body: &str, detail: &str) {
             let error =
-                decode::<AuthInfo>(body.as_bytes(), &Method::PUT, "auth/x/login?a=b").unwrap_err();
+                decode::<AuthInfo>(body.as_bytes(), &Method::PUT, "auth/x/login").unwrap_err();
             let message = error.to_string();
             assert!(!message.contains("s.Leaked"), "{message}");
-            assert!(!message.contains("a=b"), "{message}");
             assert!(message.contains(detail), "{message}");
         }
 
@@ -780,6 +776,33 @@ mod tests {
         check(r#"{"errors":[]}"#, &[]);
         check("", &[]);
         check("<html>bad gateway</html>", &[]);
+    }
+
+    #[test]
+    fn calls_can_run_on_any_worker_thread() {
+        fn check<F: Future + Send + 'static>(_: F) {}
+
+        // Like a spawned task: the future owns the client and borrows it across awaits.
+        macro_rules! check {
+            (|$client:ident, $token:ident| $call:expr) => {{
+                let $client = client("http://127.0.0.1:8200");
+                let $token = Token::new("s.x");
+                check(async move {
+                    let _ = $call.await;
+                });
+            }};
+        }
+
+        check!(|c, _t| c.forward(http::Request::new(Bytes::new())));
+        check!(|c, _t| c.login("auth/approle", serde_json::json!({}), None));
+        check!(|c, t| c.lookup_self(&t));
+        check!(|c, t| c.renew_self(&t, None));
+        check!(|c, t| c.renew_lease(&t, "lease", None));
+        check!(|c, t| c.wrap_lookup(&t));
+        check!(|c, t| c.unwrap(&t));
+        check!(|c, t| c.wrap(&t, Duration::from_secs(1)));
+        check!(|c, t| c.revoke_self(&t));
+        check!(|c, _t| c.health());
     }
 
     #[test]

@@ -60,15 +60,16 @@ pub(crate) fn linear_jitter(retry: u32, unit: f64) -> Duration {
 ///
 /// Returns the last outcome and how many attempts were made. The last attempt consumes
 /// `request` itself, so a request that is never retried is never copied.
-pub(crate) async fn run<Q, R, E>(
+pub(crate) async fn run<Q, R, E, F>(
     policy: RetryPolicy,
     path: &str,
     request: Q,
-    mut send: impl AsyncFnMut(Q) -> Result<R, E>,
+    mut send: impl FnMut(Q) -> F,
     judge: impl Fn(&Result<R, E>) -> Verdict,
 ) -> (Result<R, E>, u32)
 where
     Q: Resend,
+    F: Future<Output = Result<R, E>>,
 {
     let attempts = policy.max_retries().saturating_add(1);
 
@@ -193,9 +194,9 @@ mod tests {
             RetryPolicy::new(3),
             "sys/health",
             (),
-            async |()| -> Result<(), &str> {
+            |()| {
                 sent.set(sent.get() + 1);
-                Err("connection refused")
+                async { Err::<(), _>("connection refused") }
             },
             |_| Verdict::Retry {
                 after: None,
@@ -222,7 +223,7 @@ mod tests {
             RetryPolicy::default(),
             "sys/health",
             (),
-            async |()| -> Result<u16, ()> { Ok(403) },
+            |()| async { Ok::<_, ()>(403) },
             |_| Verdict::Final,
         )
         .await;
@@ -239,7 +240,7 @@ mod tests {
             RetryPolicy::new(1),
             "sys/health",
             (),
-            async |()| -> Result<u16, ()> { Ok(429) },
+            |()| async { Ok::<_, ()>(429) },
             |_| Verdict::Retry {
                 after: Some(Duration::from_secs(7)),
                 reason: "status 429".to_owned(),
@@ -257,7 +258,7 @@ mod tests {
             RetryPolicy::NONE,
             "sys/health",
             (),
-            async |()| -> Result<u16, ()> { Ok(503) },
+            |()| async { Ok::<_, ()>(503) },
             |_| Verdict::Retry {
                 after: None,
                 reason: "status 503".to_owned(),

@@ -23,7 +23,8 @@ pub struct ClientSettings {
     /// Accept any server certificate.
     pub tls_skip_verify: bool,
     /// Name to send as SNI and to verify the certificate against, when it differs from
-    /// the host in `address`.
+    /// the host in `address` (which is still where connections go). Requests then carry
+    /// this name in `Host` too.
     pub tls_server_name: Option<String>,
     /// Sent as `X-Vault-Namespace` on every typed call.
     pub namespace: Option<String>,

@@ -30,7 +30,8 @@ pub(crate) struct Target {
     pub(crate) base: String,
     /// The socket to connect to instead of resolving the URL's host.
     pub(crate) unix_socket: Option<PathBuf>,
-    /// The TLS name put into the URL in place of the real host, and that host.
+    /// The TLS name put into the URL in place of the real host, and that host; the
+    /// resolver of the client once it is built.
     pub(crate) pinned: Option<PinnedName>,
 }
 
@@ -46,7 +47,7 @@ pub(crate) struct PinnedName {
 
 /// Builds the HTTP client for `settings`, and the URL prefix of its requests.
 pub(crate) fn build(settings: &ClientSettings) -> Result<(reqwest::Client, Target), BuildError> {
-    let target = parse_address(&settings.address, settings.tls_server_name.as_deref())?;
+    let mut target = parse_address(&settings.address, settings.tls_server_name.as_deref())?;
 
     // Vault's own client follows one redirect (a standby pointing at the active node).
     let redirects = redirect::Policy::custom(|attempt| {
@@ -80,13 +81,12 @@ pub(crate) fn build(settings: &ClientSettings) -> Result<(reqwest::Client, Targe
     if let Some(socket) = &target.unix_socket {
         builder = builder.unix_socket(socket.as_path());
     }
-    if let Some(pinned) = &target.pinned {
-        builder = builder.dns_resolver(Arc::new(PinnedResolver {
-            name: pinned.name.clone(),
-            host: pinned.host.clone(),
-        }));
+    if let Some(pinned) = target.pinned.take() {
+        builder = builder.dns_resolver(Arc::new(pinned));
     }
 
+    // reqwest takes the process-wide rustls crypto provider when the binary installed one,
+    // and aws-lc-rs otherwise, so the client needs none installed to work.
     builder = tls(builder, settings)?;
 
     let client = builder.build().map_err(|error| BuildError::Http {
@@ -180,12 +180,7 @@ fn pin_server_name(address: &str, url: &Url, name: &str) -> Result<Target, Build
 }
 
 /// Resolves the pinned TLS name to the addresses of the configured host.
-struct PinnedResolver {
-    name: String,
-    host: String,
-}
-
-impl Resolve for PinnedResolver {
+impl Resolve for PinnedName {
     fn resolve(&self, name: Name) -> Resolving {
         let host = if name.as_str().eq_ignore_ascii_case(&self.name) {
             self.host.clone()

@@ -2,7 +2,10 @@
 //! forward the proxy relies on, retries against a closed port, and TLS settings against
 //! a second dev server of our own that serves TLS.
 
-#![allow(clippy::unwrap_used, reason = "helpers of tests: an unexpected error fails the test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of tests: an unexpected error fails the test"
+)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -169,6 +172,58 @@ async fn approle_logs_in_plainly_and_wrapped() {
     let unwrapped = client.unwrap(&wrap_info.token).await.unwrap();
     let inner = Token::new(unwrapped.expose()["auth"]["client_token"].as_str().unwrap());
     client.lookup_self(&inner).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_namespace_header_selects_the_namespace() {
+    let vault = e2e::vault_or_skip!();
+    let namespace = e2e::unique("ns");
+    let flag = format!("-namespace={namespace}");
+    vault.bao(&["namespace", "create", &namespace]).unwrap();
+    vault.bao(&["auth", "enable", &flag, "approle"]).unwrap();
+    vault
+        .bao(&["write", &flag, "auth/approle/role/app", "token_ttl=5m"])
+        .unwrap();
+    let role_id = vault
+        .bao_json(&["read", &flag, "auth/approle/role/app/role-id"])
+        .unwrap()["data"]["role_id"]
+        .clone();
+    let secret_id = vault
+        .bao_json(&["write", &flag, "-f", "auth/approle/role/app/secret-id"])
+        .unwrap()["data"]["secret_id"]
+        .clone();
+    let credentials = json!({"role_id": role_id, "secret_id": secret_id});
+
+    // Outside the namespace there is no such mount.
+    let root_level = client_of(&vault.addr);
+    let error = root_level
+        .login("auth/approle", credentials.clone(), None)
+        .await
+        .unwrap_err();
+    assert!(error.status().is_some(), "{error}");
+
+    // From the settings, and as a cheap copy of a client without one.
+    let from_settings = Client::new(&ClientSettings {
+        address: vault.addr.clone(),
+        namespace: Some(namespace.clone()),
+        retry: RetryPolicy::NONE,
+        ..ClientSettings::default()
+    })
+    .unwrap();
+    for client in [
+        from_settings,
+        root_level.with_namespace(&namespace).unwrap(),
+    ] {
+        let login = client
+            .login("auth/approle", credentials.clone(), None)
+            .await
+            .unwrap();
+        let LoginResponse::Auth(auth) = login else {
+            panic!("a plain login answered with a wrapping token");
+        };
+        let info = client.lookup_self(&auth.client_token).await.unwrap();
+        assert_eq!(info.path, "auth/approle/login");
+    }
 }
 
 #[tokio::test]
@@ -418,22 +473,60 @@ async fn an_unreachable_server_fails_after_the_configured_retries() {
     assert!(elapsed < Duration::from_millis(4500 + 500), "{elapsed:?}");
 }
 
-/// A second dev server, serving TLS with a CA of its own; killed when dropped.
-struct TlsVault {
+/// A second dev server of the test's own, serving TLS or a Unix socket; killed when
+/// dropped.
+struct OwnVault {
     child: Child,
     addr: String,
     dir: tempfile::TempDir,
 }
 
-impl TlsVault {
-    async fn start(vault: &e2e::DevVault) -> Result<Self> {
+impl OwnVault {
+    /// A dev server serving TLS, with a CA it writes into its directory.
+    async fn tls(vault: &e2e::DevVault) -> Result<Self> {
         let dir = e2e::work_dir("tls-vault");
         let port = e2e::free_port();
+        let args = [
+            "-dev-tls".to_owned(),
+            format!("-dev-tls-cert-dir={}", dir.path().display()),
+            format!("-dev-listen-address=127.0.0.1:{port}"),
+        ];
+        let addr = format!("https://127.0.0.1:{port}");
+        let ca = dir.path().join("vault-ca.pem");
+
+        Self::start(vault, dir, addr, &args, |s| s.ca_cert = Some(ca.clone())).await
+    }
+
+    /// A dev server that also listens on a Unix socket.
+    async fn unix(vault: &e2e::DevVault) -> Result<Self> {
+        let dir = e2e::work_dir("unix-vault");
+        let socket = dir.path().join("bao.sock");
+        let config = dir.path().join("unix.hcl");
+        let listener = format!(
+            "listener \"unix\" {{\n  address = \"{}\"\n}}\n",
+            socket.display()
+        );
+        std::fs::write(&config, listener)?;
+        let args = [
+            format!("-config={}", config.display()),
+            format!("-dev-listen-address=127.0.0.1:{}", e2e::free_port()),
+        ];
+        let addr = format!("unix://{}", socket.display());
+
+        Self::start(vault, dir, addr, &args, |_| {}).await
+    }
+
+    async fn start(
+        vault: &e2e::DevVault,
+        dir: tempfile::TempDir,
+        addr: String,
+        args: &[String],
+        ready_with: impl Fn(&mut ClientSettings),
+    ) -> Result<Self> {
         let log = std::fs::File::create(dir.path().join("bao.log"))?;
         let child = Command::new(&vault.bao_bin)
-            .args(["server", "-dev", "-dev-tls", "-dev-root-token-id=root"])
-            .arg(format!("-dev-tls-cert-dir={}", dir.path().display()))
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .args(["server", "-dev", "-dev-root-token-id=root"])
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", dir.path())
@@ -441,26 +534,18 @@ impl TlsVault {
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .context("starting a TLS dev server")?;
-        let server = Self {
-            child,
-            addr: format!("https://127.0.0.1:{port}"),
-            dir,
-        };
+            .context("starting a dev server")?;
+        let server = Self { child, addr, dir };
 
-        // Ready once it answers over TLS with the CA it wrote.
+        // Ready once it answers; until its files exist, the client cannot even be built.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if server.ca().exists() {
-                let settings = server.settings(|s| s.ca_cert = Some(server.ca()));
-                if Client::new(&settings)?.health().await.is_ok() {
-                    return Ok(server);
-                }
+            if let Ok(client) = Client::new(&server.settings(&ready_with))
+                && client.health().await.is_ok()
+            {
+                return Ok(server);
             }
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "the TLS dev server did not start"
-            );
+            anyhow::ensure!(Instant::now() < deadline, "the dev server did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -482,7 +567,7 @@ impl TlsVault {
     }
 }
 
-impl Drop for TlsVault {
+impl Drop for OwnVault {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -498,7 +583,7 @@ fn testdata(file: &str) -> PathBuf {
 #[tokio::test]
 async fn tls_settings_reach_a_tls_server_and_cert_login_works() {
     let vault = e2e::vault_or_skip!();
-    let server = TlsVault::start(vault).await.unwrap();
+    let server = OwnVault::tls(vault).await.unwrap();
     let ca_dir = tempfile::tempdir().unwrap();
     std::fs::copy(server.ca(), ca_dir.path().join("ca.pem")).unwrap();
 
@@ -585,4 +670,19 @@ async fn tls_settings_reach_a_tls_server_and_cert_login_works() {
         .await
         .unwrap_err();
     assert!(matches!(refused, RequestError::Api { .. }), "{refused}");
+}
+
+#[tokio::test]
+async fn a_unix_socket_address_reaches_the_server() {
+    let vault = e2e::vault_or_skip!();
+    let server = OwnVault::unix(vault).await.unwrap();
+    let client = Client::new(&server.settings(|_| {})).unwrap();
+    let root = Token::new("root");
+
+    let info = client.lookup_self(&root).await.unwrap();
+    assert_eq!(info.policies, ["root"]);
+
+    let (status, _, answer) = forward(&client, "GET", "/v1/sys/mounts", "root", "").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer["data"]["secret/"].is_object(), "{answer}");
 }

@@ -69,29 +69,29 @@ impl ForwardBody {
     /// Reads the whole body (to cache it, for instance); one chunk is returned without
     /// copying.
     pub async fn to_bytes(mut self) -> Result<Bytes, ForwardBodyError> {
-        let mut first: Option<Bytes> = None;
-        let mut rest = BytesMut::new();
+        // The only chunk so far, kept as it is; and the copy made once a second one comes.
+        let mut single: Option<Bytes> = None;
+        let mut joined = BytesMut::new();
 
         while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut self).poll_frame(cx)).await
         {
             let Ok(data) = frame?.into_data() else {
                 continue;
             };
-            match &first {
-                None => first = Some(data),
-                Some(head) => {
-                    if rest.is_empty() {
-                        rest.extend_from_slice(head);
-                    }
-                    rest.extend_from_slice(&data);
+            if data.is_empty() {
+                continue;
+            }
+            match single.take() {
+                None if joined.is_empty() => single = Some(data),
+                None => joined.extend_from_slice(&data),
+                Some(first) => {
+                    joined.extend_from_slice(&first);
+                    joined.extend_from_slice(&data);
                 }
             }
         }
 
-        if rest.is_empty() {
-            return Ok(first.unwrap_or_default());
-        }
-        Ok(rest.freeze())
+        Ok(single.unwrap_or_else(|| joined.freeze()))
     }
 }
 
@@ -128,4 +128,47 @@ pub struct ForwardBodyError {
     reason: String,
     #[source]
     source: BoxError,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A body that yields the given chunks, as a connection would deliver them.
+    struct Chunks(VecDeque<&'static str>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            let chunk = self
+                .0
+                .pop_front()
+                .map(|chunk| Ok(Frame::data(Bytes::from(chunk))));
+            Poll::Ready(chunk)
+        }
+    }
+
+    #[tokio::test]
+    async fn to_bytes_joins_the_chunks() {
+        async fn check(chunks: &[&'static str], expected: &str) {
+            let body = ForwardBody {
+                inner: reqwest::Body::wrap(Chunks(chunks.iter().copied().collect())),
+            };
+            let bytes = body.to_bytes().await.unwrap();
+            assert_eq!(bytes, expected.as_bytes(), "{chunks:?}");
+        }
+
+        check(&[], "").await;
+        check(&["{}"], "{}").await;
+        check(&["", "{\"a\"", ""], "{\"a\"").await;
+        check(&["{\"a\":", "1", "}"], "{\"a\":1}").await;
+        check(&["", "x", "", "y"], "xy").await;
+    }
 }

@@ -382,27 +382,29 @@ impl FillGuard {
     /// Removes the in-flight record (under the caller's lock) and hands it back to settle.
     fn detach(&mut self, state: &mut State) -> Option<Arc<InFlight>> {
         let flight = self.flight.take()?;
-        if state
-            .inflight
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &flight))
-        {
-            state.inflight.remove(&self.key);
-        }
+        forget_flight(state, &self.key, &flight);
         Some(flight)
     }
 }
 
 impl Drop for FillGuard {
     fn drop(&mut self) {
-        if self.flight.is_none() {
+        // Not stored: upstream failed or the proxy gave up. A waiter takes over the fill.
+        let Some(flight) = self.flight.take() else {
             return;
-        }
-        let cache = self.cache.clone();
-        let flight = self.detach(&mut cache.inner.state.lock());
-        if let Some(flight) = flight {
-            flight.finish(InFlight::ABANDONED);
-        }
+        };
+        forget_flight(&mut self.cache.inner.state.lock(), &self.key, &flight);
+        flight.finish(InFlight::ABANDONED);
+    }
+}
+
+fn forget_flight(state: &mut State, key: &CacheKey, flight: &Arc<InFlight>) {
+    if state
+        .inflight
+        .get(key)
+        .is_some_and(|known| Arc::ptr_eq(known, flight))
+    {
+        state.inflight.remove(key);
     }
 }
 

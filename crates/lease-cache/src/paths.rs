@@ -101,11 +101,7 @@ pub(crate) fn never_cached(route: &str) -> bool {
 
     match (first, second) {
         ("auth", "token") => {
-            matches!(
-                third,
-                "renew" | "renew-self" | "renew-accessor" | "lookup" | "lookup-self"
-            ) || third == "lookup-accessor"
-                || third.starts_with("revoke")
+            third.starts_with("renew") || third.starts_with("lookup") || third.starts_with("revoke")
         }
         ("auth", _) => is_login(route),
         ("sys", "leases") => {

@@ -623,6 +623,12 @@ async fn family(cache: &LeaseCache) -> (Req, Req, Req) {
 
 #[tokio::test(start_paused = true)]
 async fn a_revoked_lease_is_never_served_again() {
+    let shown = format!(
+        "{:?}",
+        Revocation::Token(SecretToken::new("s.secret-in-debug"))
+    );
+    assert!(!shown.contains("secret-in-debug"), "{shown}");
+
     let check = |name: &'static str, revocation: Revocation, gone: [bool; 3]| async move {
         let cache = cache();
         let reqs = family(&cache).await;
@@ -796,6 +802,22 @@ async fn clear_all_keeps_the_auto_auth_token_usable_unlike_vault() {
     assert_eq!(cache.stats().auto_auth_tokens, 1);
 }
 
+/// OpenBao's `all` flushes the entries but leaves the renewers of what hangs under the
+/// auto-auth token running. Here nothing cleared is renewed again.
+#[tokio::test(start_paused = true)]
+async fn clear_all_stops_every_renewal() {
+    let cache = cache();
+    let renewer = FakeRenewer::new(|_| extended(300));
+    let _stop = start_scheduler(&cache, &renewer);
+    family(&cache).await;
+
+    cache.clear(ClearRequest::All);
+    sleep_secs(2_000).await;
+
+    assert!(renewer.calls().is_empty(), "{:?}", renewer.calls());
+    assert_eq!(cache.stats().renewals_in_flight, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn clearing_the_auto_auth_token_keeps_it_registered() {
     let cache = cache();
@@ -807,6 +829,7 @@ async fn clearing_the_auto_auth_token_keeps_it_registered() {
 
 // ---- capacity -----------------------------------------------------------------------------
 
+/// Vault's cache has no size limit. Here `max_entries` holds, least recently used first.
 #[tokio::test(start_paused = true)]
 async fn the_lru_bound_holds_and_takes_children_with_their_parent() {
     let cache = cache_with(CacheSettings {
@@ -1087,6 +1110,8 @@ async fn the_current_auto_auth_token_expiring_drops_its_leases_but_stays_registe
     assert!(cache.cacheable_request(&req.parts()));
 }
 
+/// Vault renews everything it cached until max TTL, used or not. With `idle_timeout` set, an
+/// entry nobody asked for in that time is no longer renewed and runs out.
 #[tokio::test(start_paused = true)]
 async fn idle_entries_are_left_to_run_out() {
     let idle = CacheSettings {

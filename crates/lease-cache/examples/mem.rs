@@ -1,9 +1,15 @@
 //! Measures the cache at its design size: memory per entry, a renewal sweep over every entry,
 //! and the per-request costs (key, hit).
 //!
-//! Run with `cargo run --release -p lease-cache --example mem [entries]` (default 100,000).
-//! Memory is counted by a global allocator that tallies every allocation, so the figure is
-//! what the cache holds on the heap, not an estimate.
+//! Run with `cargo run --release -p lease-cache --example mem [entries] [sweep seconds]`
+//! (defaults 100,000 and 3,000). Memory is counted by a global allocator that tallies every
+//! allocation, so the figure is what the cache holds on the heap, not an estimate. Time runs
+//! on tokio's paused clock, so the sweep's wall time is the scheduler's own work.
+//!
+//! On the 2-core development machine, 100,000 leases with 340-byte bodies: about 490 bytes
+//! per entry beyond the body (slab slot, indexes, schedule, lease id, path, the stored
+//! headers), a hit in about 0.1 µs, a key in about 0.4 µs, and a sweep renewing every lease
+//! once in about 120 ms, with no memory left behind by repeated sweeps.
 #![allow(
     clippy::print_stdout,
     reason = "the printed report is the example's output"

@@ -357,6 +357,8 @@ async fn renewal_and_lookup_responses_are_never_cached_unlike_vault() {
         "/v1/auth/token/renew-self",
         "/v1/auth/token/renew",
         "/v1/auth/token/lookup-self",
+        "/v1/ns1/auth/token/renew-self",
+        "/v1/ns1/ns2/sys/leases/renew",
     ] {
         let req = Req::new(Method::PUT, path, body, AUTO);
         assert!(!cache.cacheable_request(&req.parts()), "{path}");
@@ -1292,4 +1294,20 @@ async fn a_second_scheduler_does_not_start() {
         cache.run_renewals(second, std::future::pending()),
     );
     assert!(returned.await.is_ok());
+}
+
+/// The proxy and the binary run these on a multi-threaded runtime.
+#[test]
+fn futures_and_handles_can_cross_threads() {
+    fn send<T: Send>(_: &T) {}
+    fn shared<T: Send + Sync + Clone>() {}
+
+    let cache = LeaseCache::new(CacheSettings::default());
+    let key = LeaseCache::key(&Req::creds(AUTO, "app").parts());
+    send(&cache.lookup(&key));
+    send(&cache.run_renewals(
+        FakeRenewer::new(|_| Renewal::Failed),
+        std::future::pending(),
+    ));
+    shared::<LeaseCache>();
 }

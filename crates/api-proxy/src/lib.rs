@@ -40,6 +40,8 @@ mod proxy;
 mod router;
 mod server;
 mod settings;
+#[cfg(test)]
+mod testing;
 mod tls;
 mod token;
 mod unix;

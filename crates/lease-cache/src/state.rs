@@ -29,6 +29,8 @@ use crate::secret::SecretToken;
 const NIL: u32 = u32::MAX;
 /// "Never" in a time field (milliseconds since the cache's epoch).
 pub(crate) const NEVER: u64 = u64::MAX;
+/// Most schedule items one [`State::take_due`] handles under the lock.
+const ITEMS_PER_PASS: usize = 1024;
 
 /// An entry's slab index with the generation it had, so that a late answer for an entry that
 /// has since been evicted (and its slot reused) is not applied to the newcomer.
@@ -443,14 +445,18 @@ impl State {
     /// whose end is due. Returns the jobs and when the next item falls due.
     pub(crate) fn take_due(&mut self, now: u64, max_jobs: usize) -> (Vec<Job>, Option<u64>) {
         let mut jobs = Vec::new();
+        let mut handled = 0;
         let next = loop {
             let Some(&Reverse(due)) = self.schedule.peek() else {
                 break None;
             };
-            if due.at > now || jobs.len() >= max_jobs {
+            // A bounded pass keeps the lock short for the requests waiting on it, even when
+            // many leases end in the same millisecond; the scheduler comes straight back.
+            if due.at > now || jobs.len() >= max_jobs || handled == ITEMS_PER_PASS {
                 break Some(due.at);
             }
             self.schedule.pop();
+            handled += 1;
 
             let ix = due.ix;
             let generation = self.slot_generation(ix);

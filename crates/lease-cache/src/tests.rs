@@ -1311,3 +1311,30 @@ fn futures_and_handles_can_cross_threads() {
     ));
     shared::<LeaseCache>();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_mass_expiry_is_handled_in_short_passes() {
+    let cache = cache();
+    for i in 0..3_000 {
+        let req = Req::creds(AUTO, &format!("r{i}"));
+        fill(
+            &cache,
+            &req,
+            &Resp::lease(&format!("db/creds/r{i}/1"), 100, true),
+        )
+        .await;
+    }
+    // Every renewal at 70 s reaches max TTL: all 3,000 leases end at 90 − 10 s, together.
+    let renewer = FakeRenewer::new(|_| Renewal::Extended {
+        ttl: Duration::from_secs(20),
+        renewable: false,
+    });
+    let _stop = start_scheduler(&cache, &renewer);
+
+    sleep_secs(79).await;
+    assert_eq!(cache.stats().entries, 3_000);
+    sleep_secs(2).await;
+
+    assert_eq!(renewer.calls().len(), 3_000);
+    assert_eq!(cache.stats().entries, 0);
+}

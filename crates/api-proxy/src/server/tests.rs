@@ -1,1 +1,397 @@
+//! Listeners on real sockets: TCP (HTTP/1.1 and HTTP/2, TLS), Unix sockets and their
+//! permissions, shutdown and drain.
 
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use axum::routing::get;
+use tokio::sync::{Notify, oneshot};
+
+use super::*;
+use crate::settings::TlsSettings;
+
+fn hello() -> Router {
+    Router::new().route("/hello", get(|| async { "hi" }))
+}
+
+fn tcp(tls: Option<TlsSettings>) -> ListenerSettings {
+    ListenerSettings::new(ListenerKind::Tcp {
+        address: "127.0.0.1:0".to_owned(),
+        tls,
+    })
+}
+
+fn unix_settings(
+    path: &Path,
+    mode: Option<u32>,
+    user: Option<&str>,
+    group: Option<&str>,
+) -> ListenerSettings {
+    ListenerSettings::new(ListenerKind::Unix {
+        path: path.to_owned(),
+        mode,
+        user: user.map(str::to_owned),
+        group: group.map(str::to_owned),
+    })
+}
+
+#[tokio::test]
+async fn tcp_serves_http1_and_http2_and_stops_on_shutdown() {
+    let bound = Listener::bind(&tcp(None)).await.unwrap();
+    let address = bound.local_addr().unwrap();
+    assert_eq!(bound.address(), address.to_string());
+    let shutdown = CancellationToken::new();
+    let serving = bound.serve(hello(), shutdown.clone());
+    let url = format!("http://{address}/hello");
+
+    let http1 = reqwest::get(&url).await.unwrap();
+    assert_eq!(http1.version(), http::Version::HTTP_11);
+    assert_eq!(http1.text().await.unwrap(), "hi");
+
+    let http2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let answer = http2.get(&url).send().await.unwrap();
+    assert_eq!(answer.version(), http::Version::HTTP_2);
+    assert_eq!(answer.text().await.unwrap(), "hi");
+
+    shutdown.cancel();
+    serving.await.unwrap();
+    assert!(reqwest::get(&url).await.is_err(), "no longer accepting");
+}
+
+#[tokio::test]
+async fn bind_errors_name_the_address() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let settings = ListenerSettings::new(ListenerKind::Tcp {
+        address: address.clone(),
+        tls: None,
+    });
+
+    let error = Listener::bind(&settings).await.unwrap_err();
+    assert_eq!(error.to_string(), format!("cannot listen on {address}"));
+
+    let missing = TlsSettings::new("/nonexistent/cert.pem", "/nonexistent/key.pem");
+    let error = Listener::bind(&tcp(Some(missing))).await.unwrap_err();
+    assert_eq!(error.to_string(), "cannot set up TLS for 127.0.0.1:0");
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert!(
+        cause.starts_with("cannot read /nonexistent/cert.pem"),
+        "{cause}"
+    );
+}
+
+/// A request in flight when shutdown starts still gets its answer; no new connection is
+/// accepted meanwhile.
+#[tokio::test]
+async fn shutdown_drains_requests_in_flight() {
+    let release = Arc::new(Notify::new());
+    let (entered_tx, entered_rx) = oneshot::channel::<()>();
+    let entered = Arc::new(parking_lot::Mutex::new(Some(entered_tx)));
+    let handler_release = release.clone();
+    let router = Router::new().route(
+        "/slow",
+        get(move || {
+            let release = handler_release.clone();
+            let entered = entered.lock().take();
+            async move {
+                let released = release.notified();
+                if let Some(entered) = entered {
+                    let _ = entered.send(());
+                }
+                released.await;
+                "done"
+            }
+        }),
+    );
+
+    let bound = Listener::bind(&tcp(None)).await.unwrap();
+    let address = bound.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let serving = bound.serve(router, shutdown.clone());
+
+    let in_flight = tokio::spawn(reqwest::get(format!("http://{address}/slow")));
+    entered_rx.await.unwrap();
+    shutdown.cancel();
+    tokio::task::yield_now().await;
+    assert!(!serving.is_finished(), "waits for the request in flight");
+
+    release.notify_one();
+    let answer = in_flight.await.unwrap().unwrap();
+    assert_eq!(answer.text().await.unwrap(), "done");
+    serving.await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_means_no_request_in_flight_for_the_whole_timeout() {
+    let idle = Duration::from_secs(300);
+    let activity = Arc::new(Activity::new());
+    assert!(!activity.is_idle(idle));
+
+    let busy = activity.begin();
+    tokio::time::advance(Duration::from_secs(400)).await;
+    assert!(!activity.is_idle(idle), "a request is in flight");
+
+    drop(busy);
+    tokio::time::advance(Duration::from_secs(299)).await;
+    assert!(
+        !activity.is_idle(idle),
+        "counted from the end of the last request"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert!(activity.is_idle(idle));
+}
+
+// ---- Unix sockets (B02) --------------------------------------------------------------------
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// B02: the mode applies without user and group, the owner is set when given (numeric ids need
+/// no account), and no one ever sees the socket at its path with other permissions; a stale
+/// socket from the previous bind is replaced each time.
+#[tokio::test]
+async fn unix_socket_permissions_are_in_place_before_it_is_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    // Ownership can only be given away by root; CI runs as root.
+    let owner = is_root().then_some("12345");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(meta) = fs::symlink_metadata(&path) {
+                    seen.push((meta.mode() & 0o777, meta.uid(), meta.gid()));
+                }
+            }
+            seen
+        })
+    };
+
+    for _ in 0..25 {
+        let bound = Listener::bind(&unix_settings(&path, Some(0o600), owner, owner))
+            .await
+            .unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o600);
+        if owner.is_some() {
+            assert_eq!((meta.uid(), meta.gid()), (12345, 12345));
+        }
+        // Dropped without serving: the file stays behind, stale, for the next bind.
+        drop(bound);
+    }
+
+    stop.store(true, Ordering::Relaxed);
+    let seen = watcher.join().unwrap();
+    assert!(!seen.is_empty(), "the watcher saw the socket");
+    let expected_owner = if owner.is_some() {
+        (12345, 12345)
+    } else {
+        (
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    };
+    for (mode, uid, gid) in seen {
+        assert_eq!(mode, 0o600, "socket visible with mode {mode:o}");
+        assert_eq!((uid, gid), expected_owner);
+    }
+    assert_eq!(
+        fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no staging directory left behind"
+    );
+}
+
+#[tokio::test]
+async fn unix_listener_serves_and_removes_its_socket_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let bound = Listener::bind(&unix_settings(&path, None, None, None))
+        .await
+        .unwrap();
+    assert_eq!(bound.address(), format!("unix:{}", path.display()));
+    let shutdown = CancellationToken::new();
+    let serving = bound.serve(hello(), shutdown.clone());
+
+    let client = reqwest::Client::builder()
+        .unix_socket(path.as_path())
+        .build()
+        .unwrap();
+    let answer = client.get("http://agent/hello").send().await.unwrap();
+    assert_eq!(answer.text().await.unwrap(), "hi");
+
+    shutdown.cancel();
+    serving.await.unwrap();
+    assert!(!path.exists(), "socket file removed");
+}
+
+#[tokio::test]
+async fn unix_socket_path_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+
+    let live = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let error = Listener::bind(&unix_settings(&path, None, None, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, BindError::SocketInUse { .. }), "{error}");
+
+    drop(live);
+    let bound = Listener::bind(&unix_settings(&path, None, None, None)).await;
+    assert!(bound.is_ok(), "a stale socket is replaced");
+
+    let file = dir.path().join("data.txt");
+    fs::write(&file, "keep me").unwrap();
+    let error = Listener::bind(&unix_settings(&file, None, None, None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{} exists and is not a socket; refusing to replace it",
+            file.display()
+        )
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "keep me");
+}
+
+#[tokio::test]
+async fn unknown_socket_user_or_group_is_a_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+
+    async fn check(settings: ListenerSettings, expected: &str) {
+        let error = Listener::bind(&settings).await.unwrap_err();
+        assert_eq!(error.to_string(), expected);
+    }
+
+    check(
+        unix_settings(&path, Some(0o660), None, Some("no-such-group-b02")),
+        "unknown socket_group \"no-such-group-b02\"",
+    )
+    .await;
+    check(
+        unix_settings(&path, None, Some("no-such-user-b02"), None),
+        "unknown socket_user \"no-such-user-b02\"",
+    )
+    .await;
+    assert!(!path.exists(), "nothing created");
+}
+
+#[tokio::test]
+async fn unix_socket_owner_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .unwrap()
+        .unwrap();
+    let group = nix::unistd::Group::from_gid(me.gid).unwrap().unwrap();
+
+    let _bound = Listener::bind(&unix_settings(
+        &path,
+        None,
+        Some(&me.name),
+        Some(&group.name),
+    ))
+    .await
+    .unwrap();
+    let meta = fs::symlink_metadata(&path).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (me.uid.as_raw(), group.gid.as_raw())
+    );
+}
+
+// ---- TLS ---------------------------------------------------------------------------------
+
+/// A fresh self-signed certificate for `localhost`, written to `dir`; returns its PEM.
+fn write_certificate(dir: &Path) -> String {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = generated.cert.pem();
+    fs::write(dir.join("cert.pem"), &cert).unwrap();
+    fs::write(dir.join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
+    fs::set_permissions(dir.join("key.pem"), fs::Permissions::from_mode(0o600)).unwrap();
+    cert
+}
+
+fn trusting(cert: &str, address: SocketAddr) -> reqwest::Client {
+    let cert = reqwest::Certificate::from_pem(cert.as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([cert])
+        .resolve("localhost", address)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tls_listener_serves_and_reloads_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = write_certificate(dir.path());
+    let settings = TlsSettings::new(dir.path().join("cert.pem"), dir.path().join("key.pem"));
+
+    let bound = Listener::bind(&tcp(Some(settings))).await.unwrap();
+    let address = bound.local_addr().unwrap();
+    let reloader = bound.tls_reloader().unwrap();
+    let shutdown = CancellationToken::new();
+    let serving = bound.serve(hello(), shutdown.clone());
+    let url = format!("https://localhost:{}/hello", address.port());
+
+    let answer = trusting(&first, address).get(&url).send().await.unwrap();
+    assert_eq!(answer.text().await.unwrap(), "hi");
+
+    let second = write_certificate(dir.path());
+    reloader.reload().unwrap();
+    let answer = trusting(&second, address).get(&url).send().await.unwrap();
+    assert_eq!(answer.text().await.unwrap(), "hi");
+    assert!(
+        trusting(&first, address).get(&url).send().await.is_err(),
+        "new connections get the new certificate"
+    );
+
+    // A broken file on reload keeps the certificate in use.
+    fs::write(dir.path().join("key.pem"), "not a key").unwrap();
+    assert!(reloader.reload().is_err());
+    let answer = trusting(&second, address).get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), http::StatusCode::OK);
+
+    shutdown.cancel();
+    serving.await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_min_version_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = write_certificate(dir.path());
+    let settings = TlsSettings {
+        min_version: crate::settings::TlsVersion::Tls13,
+        ..TlsSettings::new(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+    };
+
+    let bound = Listener::bind(&tcp(Some(settings))).await.unwrap();
+    let address = bound.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let serving = bound.serve(hello(), shutdown.clone());
+    let url = format!("https://localhost:{}/hello", address.port());
+
+    let tls12_only = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.as_bytes()).unwrap()])
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .resolve("localhost", address)
+        .build()
+        .unwrap();
+    assert!(tls12_only.get(&url).send().await.is_err());
+    let answer = trusting(&cert, address).get(&url).send().await.unwrap();
+    assert_eq!(answer.version(), http::Version::HTTP_2, "ALPN offers h2");
+
+    shutdown.cancel();
+    serving.await.unwrap();
+}

@@ -93,6 +93,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     load_sources(&sources, &first, &opts.env, &opts.overrides)
 }
 
+/// Parses a duration the way config files are read (Vault's rule): a bare integer is seconds,
+/// `<n>d` is days, anything else Go's syntax (`1h30m`, `1.5s`); for values given outside a
+/// file, such as flags. The error says what is accepted, without naming a setting.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    scalar::duration(&tree::Value::Str(text.to_owned()))
+}
+
 /// The files a `-config` path stands for: the file itself, or every regular `*.hcl` and
 /// `*.json` file directly in the directory, sorted by name, skipping editor leftovers.
 fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {

@@ -1300,3 +1300,25 @@ log_rotate_duration = "24h0m0s"
     assert_eq!(rendered, expected);
     assert!(!rendered.contains("SECRET-ID-VALUE") && !rendered.contains("AAD-VALUE"));
 }
+
+#[test]
+fn parse_duration_for_flags_uses_the_config_rule() {
+    let cases = [
+        ("300", Ok(300)),
+        ("2d", Ok(172_800)),
+        ("1h30m", Ok(5400)),
+        ("", Ok(0)),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(
+            parse_duration(text).map(|d| d.as_secs()),
+            expected,
+            "{text}"
+        );
+    }
+    assert!(
+        parse_duration("soon")
+            .unwrap_err()
+            .contains("invalid duration \"soon\"")
+    );
+}

@@ -9,13 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use parking_lot::Mutex;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::reload;
@@ -57,28 +57,6 @@ impl LevelHandle {
     }
 }
 
-/// Parses a level as Vault does (`notice` and empty mean info, `warning` warn, `err` error).
-pub(crate) fn parse_level(text: &str) -> Result<LevelFilter> {
-    Ok(match text.trim().to_ascii_lowercase().as_str() {
-        "trace" => LevelFilter::TRACE,
-        "debug" => LevelFilter::DEBUG,
-        "" | "info" | "notice" => LevelFilter::INFO,
-        "warn" | "warning" => LevelFilter::WARN,
-        "err" | "error" => LevelFilter::ERROR,
-        "off" => LevelFilter::OFF,
-        other => bail!("unknown log level {other:?}: use trace, debug, info, warn or error"),
-    })
-}
-
-/// Parses `standard` or `json`.
-pub(crate) fn parse_format(text: &str) -> Result<Format> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "" | "standard" => Ok(Format::Standard),
-        "json" => Ok(Format::Json),
-        other => bail!("unknown log format {other:?}: use standard or json"),
-    }
-}
-
 /// The file a `-log-file` value names: a directory (ending in `/`) gets `agent.log`, a
 /// name without an extension gets `.log`.
 pub(crate) fn log_file_path(value: &str) -> PathBuf {
@@ -101,6 +79,7 @@ pub(crate) fn init(settings: &LogSettings) -> Result<LevelHandle> {
         .event_format(HclogFormat {
             format: settings.format,
         })
+        .with_ansi(false)
         .with_writer(writer);
 
     tracing_subscriber::registry()
@@ -168,13 +147,14 @@ where
 {
     fn format_event(
         &self,
-        _ctx: &FmtContext<'_, S, N>,
+        ctx: &FmtContext<'_, S, N>,
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
         let meta = event.metadata();
         let mut fields = Fields::default();
         event.record(&mut fields);
+        let spans = span_fields(ctx);
         let now = timestamp(SystemTime::now());
         let module = module_name(meta.target());
 
@@ -194,6 +174,10 @@ where
                     first = false;
                     write!(writer, "{sep}{key}={}", quote_if_needed(value))?;
                 }
+                if !spans.is_empty() {
+                    let sep = if first { ": " } else { " " };
+                    write!(writer, "{sep}{spans}")?;
+                }
                 writeln!(writer)
             }
             Format::Json => {
@@ -206,11 +190,41 @@ where
                 for (key, value) in fields.pairs {
                     object.insert(key, value.into());
                 }
+                if !spans.is_empty() {
+                    object.insert("@span".into(), spans.into());
+                }
                 let line = serde_json::Value::Object(object).to_string();
                 writeln!(writer, "{line}")
             }
         }
     }
+}
+
+/// The fields of the spans the event happened in (outermost first), already formatted by
+/// the subscriber as `key=value` text.
+fn span_fields<S, N>(ctx: &FmtContext<'_, S, N>) -> String
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    let mut out = String::new();
+    let Some(scope) = ctx.event_scope() else {
+        return out;
+    };
+    for span in scope.from_root() {
+        let extensions = span.extensions();
+        let Some(fields) = extensions.get::<FormattedFields<N>>() else {
+            continue;
+        };
+        if fields.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(fields);
+    }
+    out
 }
 
 #[derive(Default)]
@@ -418,21 +432,6 @@ impl RotatingFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn levels_parse_as_vault_does() {
-        for (text, level) in [
-            ("trace", LevelFilter::TRACE),
-            ("DEBUG", LevelFilter::DEBUG),
-            ("", LevelFilter::INFO),
-            ("notice", LevelFilter::INFO),
-            ("warning", LevelFilter::WARN),
-            ("err", LevelFilter::ERROR),
-        ] {
-            assert_eq!(parse_level(text).unwrap(), level, "{text:?}");
-        }
-        assert!(parse_level("loud").is_err());
-    }
 
     #[test]
     fn log_file_names() {

@@ -1,6 +1,167 @@
 //! `vault-agent`: the thin binary that composes the agent's crates.
+//!
+//! Five steps: read the command line and the configuration, set up logging, build the
+//! components, run until a signal (or the quit endpoint, or `exit_after_auth`), and drain.
+//! Exit codes: 0 for a clean exit, 1 for any error, 2 for a bad command line.
 
 mod cli;
 mod logging;
+mod reload;
+mod run;
+mod settings;
+mod vault;
 
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent_config::{Environment, LoadOptions, LogFormat, LogLevel, Overrides};
+use anyhow::{Context, Result};
+use tracing::level_filters::LevelFilter;
+
+use crate::cli::Cli;
+use crate::logging::{Format, LogSettings, RotateSettings};
+
+fn main() -> ExitCode {
+    let cli = match Cli::parse_args() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { 2 } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+
+    match agent(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn agent(cli: Cli) -> Result<ExitCode> {
+    let env = Environment::from_process();
+    let options = load_options(&cli, env)?;
+    let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
+
+    if cli.check == Some(true) {
+        for warning in &loaded.warnings {
+            eprintln!("warning: {warning}");
+        }
+        print_check(&loaded.config.render_redacted());
+        eprintln!("configuration is valid");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let log = log_settings(&cli, &loaded.config)?;
+    let level = logging::init(&log)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    for line in loaded.config.render_redacted().lines() {
+        tracing::debug!("config: {line}");
+    }
+
+    let reloader = reload::Reloader::new(options, cli.log_level.clone(), level);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = runtime.block_on(run::run(loaded.config, reloader));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+
+    match outcome? {
+        run::Outcome::Clean => Ok(ExitCode::SUCCESS),
+        run::Outcome::Failed(error) => {
+            tracing::error!("{error:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "-check prints what it understood on stdout, as nginx -t does"
+)]
+fn print_check(dump: &str) {
+    print!("{dump}");
+}
+
+fn load_options(cli: &Cli, env: Environment) -> Result<LoadOptions> {
+    let mut paths = cli.config.clone();
+    if paths.is_empty() {
+        let from_env = ["BAO_AGENT_CONFIG_PATH", "VAULT_AGENT_CONFIG_PATH"]
+            .iter()
+            .find_map(std::env::var_os)
+            .filter(|v| !v.is_empty());
+        paths.extend(from_env.map(PathBuf::from));
+    }
+    if paths.is_empty() {
+        anyhow::bail!(
+            "at least one config path is required: -config=FILE or DIR \
+             (or BAO_AGENT_CONFIG_PATH / VAULT_AGENT_CONFIG_PATH)"
+        );
+    }
+
+    Ok(LoadOptions {
+        paths,
+        overrides: Overrides {
+            address: cli.address.clone(),
+            ca_cert: cli.ca_cert.clone(),
+            ca_path: cli.ca_path.clone(),
+            client_cert: cli.client_cert.clone(),
+            client_key: cli.client_key.clone(),
+            tls_server_name: cli.tls_server_name.clone(),
+            namespace: cli.namespace.clone(),
+            tls_skip_verify: cli.tls_skip_verify,
+            log_level: cli.log_level.clone(),
+            log_format: cli.log_format.clone(),
+            log_file: cli.log_file.clone(),
+            exit_after_auth: cli.exit_after_auth,
+        },
+        env,
+    })
+}
+
+fn log_settings(cli: &Cli, config: &agent_config::Config) -> Result<LogSettings> {
+    let log = &config.log;
+    let file = match &log.file {
+        None => None,
+        Some(value) => Some(RotateSettings {
+            path: logging::log_file_path(value),
+            max_bytes: cli.log_rotate_bytes.or(log.rotate_bytes).unwrap_or(0),
+            max_duration: match &cli.log_rotate_duration {
+                Some(text) => agent_config::parse_duration(text)
+                    .map_err(|e| anyhow::anyhow!("-log-rotate-duration: {e}"))?,
+                None => log
+                    .rotate_duration
+                    .unwrap_or(Duration::from_secs(24 * 3600)),
+            },
+            max_files: cli
+                .log_rotate_max_files
+                .or(log.rotate_max_files)
+                .unwrap_or(0),
+        }),
+    };
+    Ok(LogSettings {
+        level: level_filter(log.level),
+        format: match log.format {
+            LogFormat::Standard => Format::Standard,
+            LogFormat::Json => Format::Json,
+        },
+        file,
+    })
+}
+
+/// The tracing filter for a configured level.
+pub(crate) fn level_filter(level: LogLevel) -> LevelFilter {
+    match level {
+        LogLevel::Trace => LevelFilter::TRACE,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Error => LevelFilter::ERROR,
+    }
+}

@@ -61,6 +61,48 @@ impl DevVault {
     }
 }
 
+impl DevVault {
+    /// Runs the server's own CLI against it with the root token; returns stdout.
+    pub(crate) fn cli(&self, args: &[&str]) -> Result<String> {
+        proc::output(
+            Command::new(&self.bin)
+                .args(args)
+                .env("BAO_ADDR", &self.addr)
+                .env("BAO_TOKEN", ROOT_TOKEN)
+                .env_remove("BAO_AGENT_ADDR")
+                .env_remove("VAULT_AGENT_ADDR"),
+        )
+    }
+
+    /// Runs the CLI with `input` on stdin (for `policy write NAME -`).
+    pub(crate) fn cli_stdin(&self, args: &[&str], input: &str) -> Result<String> {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_TOKEN", ROOT_TOKEN)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the bao CLI")?;
+        child
+            .stdin
+            .take()
+            .context("no stdin")?
+            .write_all(input.as_bytes())?;
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "bao {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
 /// A plain HTTP/1.0 health probe, so xtask needs no HTTP client.
 fn is_healthy(hostport: &str) -> bool {
     use std::io::{Read, Write};

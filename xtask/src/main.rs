@@ -8,7 +8,9 @@
 #![allow(clippy::print_stdout, reason = "xtask talks to a terminal")]
 
 mod ci;
+mod demo;
 mod devvault;
+mod http;
 mod postgres;
 mod proc;
 mod tidy;
@@ -22,6 +24,7 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  demo        the agent's main job against a throwaway OpenBao dev server
   ci          everything CI runs: fmt, clippy, unit tests, cargo-deny, per-crate checks, tidy, e2e
   e2e         start the dev server and PostgreSQL, build the agent, run the end-to-end tests
   dev-vault   start an OpenBao dev server and keep it running until Ctrl-C
@@ -48,6 +51,7 @@ fn run() -> Result<()> {
 
     match task.as_str() {
         "ci" => ci::ci(&root),
+        "demo" => demo::demo(&root),
         "e2e" => ci::e2e(&root, rest),
         "dev-vault" => devvault::serve_forever(&root),
         "tidy" => tidy::tidy(&root),

@@ -6,8 +6,14 @@
 //! upstream run on other threads.
 //!
 //! Run with `cargo run --release -p api-proxy --example overhead [requests] [concurrency]`.
-#![allow(clippy::print_stdout, reason = "the printed report is the example's output")]
-#![allow(clippy::unwrap_used, reason = "a measurement tool: any failure should stop it")]
+#![allow(
+    clippy::print_stdout,
+    reason = "the printed report is the example's output"
+)]
+#![allow(
+    clippy::unwrap_used,
+    reason = "a measurement tool: any failure should stop it"
+)]
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -32,9 +38,8 @@ fn main() {
     let concurrency: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(8);
 
     let upstream = spawn_runtime("upstream", |ready| async move {
-        let app = Router::new().fallback(|| async {
-            ([("content-type", "application/json")], ANSWER)
-        });
+        let app =
+            Router::new().fallback(|| async { ([("content-type", "application/json")], ANSWER) });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         ready.send(listener.local_addr().unwrap()).unwrap();
         axum::serve(listener, app).await.unwrap();
@@ -146,7 +151,9 @@ async fn plain_proxy(upstream: SocketAddr, ready: mpsc::Sender<SocketAddr>) {
         });
         tokio::spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
         });
     }
 }
@@ -161,7 +168,11 @@ async fn drive(address: SocketAddr, requests: usize, concurrency: usize) {
         let share = requests / concurrency + usize::from(worker < requests % concurrency);
         tasks.push(tokio::spawn(async move {
             for _ in 0..share {
-                let answer = client.get(&url).header("x-vault-token", "hvs.bench").send().await;
+                let answer = client
+                    .get(&url)
+                    .header("x-vault-token", "hvs.bench")
+                    .send()
+                    .await;
                 let body = answer.unwrap().bytes().await.unwrap();
                 assert_eq!(body.len(), ANSWER.len());
             }

@@ -395,3 +395,81 @@ async fn tls_min_version_is_enforced() {
     shutdown.cancel();
     serving.await.unwrap();
 }
+
+/// A CA and a client certificate it signed, as PEM: (CA, client certificate and key).
+fn client_ca_and_identity() -> (String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair,
+    };
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+
+    let client_key = KeyPair::generate().unwrap();
+    let mut client_params = CertificateParams::new(vec!["agent-client".to_owned()]).unwrap();
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca).unwrap();
+
+    (ca.pem(), client.pem() + &client_key.serialize_pem())
+}
+
+#[tokio::test]
+async fn client_certificates_are_verified_when_required() {
+    async fn check(require: bool, present: bool, accepted: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let server_cert = write_certificate(dir.path());
+        let (ca, identity) = client_ca_and_identity();
+        fs::write(dir.path().join("client-ca.pem"), ca).unwrap();
+        let settings = TlsSettings {
+            client_ca_file: Some(dir.path().join("client-ca.pem")),
+            require_client_cert: require,
+            ..TlsSettings::new(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+        };
+
+        let bound = Listener::bind(&tcp(Some(settings))).await.unwrap();
+        let address = bound.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let serving = bound.serve(hello(), shutdown.clone());
+
+        let mut client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(server_cert.as_bytes()).unwrap()])
+            .resolve("localhost", address);
+        if present {
+            client = client.identity(reqwest::Identity::from_pem(identity.as_bytes()).unwrap());
+        }
+        let url = format!("https://localhost:{}/hello", address.port());
+        let answer = client.build().unwrap().get(&url).send().await;
+        assert_eq!(
+            answer.is_ok(),
+            accepted,
+            "require {require}, present {present}"
+        );
+
+        shutdown.cancel();
+        serving.await.unwrap();
+    }
+
+    check(true, true, true).await;
+    check(true, false, false).await;
+    check(false, false, true).await;
+    check(false, true, true).await;
+}
+
+#[tokio::test]
+async fn requiring_client_certificates_needs_a_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    write_certificate(dir.path());
+    let settings = TlsSettings {
+        require_client_cert: true,
+        ..TlsSettings::new(dir.path().join("cert.pem"), dir.path().join("key.pem"))
+    };
+
+    let error = Listener::bind(&tcp(Some(settings))).await.unwrap_err();
+    let cause = std::error::Error::source(&error).unwrap().to_string();
+    assert_eq!(
+        cause,
+        "tls_require_and_verify_client_cert needs tls_client_ca_file"
+    );
+}

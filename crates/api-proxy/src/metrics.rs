@@ -4,6 +4,10 @@
 //! Recording is a handful of relaxed atomic operations on fixed slots: no lock, no lookup by
 //! name, no allocation. Values are cumulative since start; Vault's in-memory sink instead
 //! reports 10-second intervals, so `Rate` here is the mean rate since start.
+//!
+//! `agent.cache.hit` and `agent.cache.miss` count only requests the cache looked up. Vault
+//! counts every proxied success as a miss, even with no cache configured, which makes the
+//! hit ratio meaningless; we do not follow it there.
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -125,10 +125,12 @@ pub enum UseAutoAuthToken {
 /// Connection timeouts of a listener; [`Default`] gives the agent's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ServeTimeouts {
-    /// Longest wait for a request's headers, counted from its first byte, and for the first
-    /// request of an idle HTTP/1 connection (10 s).
+    /// Longest wait for a request's headers, and for a TLS handshake (10 s). The HTTP/1
+    /// server starts this clock as soon as it waits for the next request, so an HTTP/1
+    /// keep-alive connection idle for this long is closed too; clients reconnect.
     pub header_read: Duration,
-    /// An HTTP/2 connection with no request for this long is closed (5 min).
+    /// A connection with no request in flight for this long is closed (5 min); in practice
+    /// this governs HTTP/2, where the header clock does not run between requests.
     pub idle: Duration,
     /// On shutdown, how long requests in flight may take to finish (30 s).
     pub drain: Duration,

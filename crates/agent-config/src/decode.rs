@@ -343,6 +343,10 @@ fn config_value(key: &str, value: &Value) -> Option<ConfigValue> {
     Some(match value {
         Value::Null => return None,
         Value::Bool(b) => ConfigValue::Bool(*b),
+        // A credential written as a bare number (a PIN, a numeric id) is as secret as a
+        // quoted one.
+        Value::Int(i, _) if looks_secret(key) => ConfigValue::Secret(Secret::new(i.to_string())),
+        Value::Float(f) if looks_secret(key) => ConfigValue::Secret(Secret::new(f.to_string())),
         Value::Int(i, _) => ConfigValue::Int(*i),
         Value::Float(f) => ConfigValue::Float(*f),
         Value::Str(s) if looks_secret(key) => ConfigValue::Secret(Secret::new(s.clone())),
@@ -685,6 +689,12 @@ fn listener(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Listener, ConfigError> 
         location: r.location(),
         lines: KeyLines::default(),
     };
+
+    r.ignore(IGNORED_LISTENER_KEYS);
+    r.ignore_prefixed(&["x_forwarded_for_", "cors_", "proxy_protocol_", "tls_acme_"]);
+    let lines = r.finish(cx, Unknown::Warn)?;
+    let listener = Listener { lines, ..listener };
+    // Checked once the key lines are known, so that the warning points at the setting.
     if let Err(error) = listener.socket_mode_bits() {
         // The reference accepts any text here and fails only when it creates the socket.
         let message = format!(
@@ -693,11 +703,7 @@ fn listener(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Listener, ConfigError> 
         );
         cx.warn(error.location.line, &error.key, message);
     }
-
-    r.ignore(IGNORED_LISTENER_KEYS);
-    r.ignore_prefixed(&["x_forwarded_for_", "cors_", "proxy_protocol_", "tls_acme_"]);
-    let lines = r.finish(cx, Unknown::Warn)?;
-    Ok(Listener { lines, ..listener })
+    Ok(listener)
 }
 
 fn template(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Template, ConfigError> {

@@ -380,6 +380,19 @@ fn unknown_keys_warn_with_the_closest_known_key() {
     assert_eq!(loaded.warnings[0].key, "vault.adress");
 }
 
+#[test]
+fn a_socket_mode_that_cannot_apply_warns_at_its_line() {
+    let text = "cache {}\nlistener \"unix\" {\n  address = \"/tmp/a.sock\"\n  tls_disable = true\n  socket_mode = \"rw\"\n}";
+    let loaded = load_one("agent.hcl", text).unwrap();
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "agent.hcl:5: listener.socket_mode: \"rw\" is not an octal mode between 0 and 0777; the socket cannot be created"
+        ]
+    );
+}
+
 /// In template, env_template and exec blocks an unknown key is an error, as in Vault.
 #[test]
 fn unknown_keys_in_template_exec_blocks_are_errors() {
@@ -1021,6 +1034,7 @@ auto_auth {
       role = "r"
       secret_key = "AWS-SECRET-KEY-VALUE"
       session_token = "AWS-SESSION-TOKEN"
+      secret_pin = 271828182845
       role_id_file_path = "/not/secret"
     }
   }
@@ -1052,6 +1066,14 @@ auto_auth {
     ));
     assert_eq!(
         method_config
+            .secret("secret_pin")
+            .unwrap()
+            .unwrap()
+            .expose(),
+        "271828182845"
+    );
+    assert_eq!(
+        method_config
             .string("role_id_file_path")
             .unwrap()
             .as_deref(),
@@ -1068,7 +1090,12 @@ auto_auth {
     );
 
     let shown = format!("{config:?}\n{}", config.render_redacted());
-    for secret in ["AWS-SECRET-KEY-VALUE", "AWS-SESSION-TOKEN", "AAD-FROM-ENV"] {
+    for secret in [
+        "AWS-SECRET-KEY-VALUE",
+        "AWS-SESSION-TOKEN",
+        "AAD-FROM-ENV",
+        "271828182845",
+    ] {
         assert!(!shown.contains(secret), "{secret} leaked");
     }
 }

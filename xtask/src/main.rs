@@ -7,6 +7,7 @@
 
 #![allow(clippy::print_stdout, reason = "xtask talks to a terminal")]
 
+mod bench;
 mod ci;
 mod demo;
 mod devvault;
@@ -24,6 +25,7 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
+  bench       ours and `bao agent` side by side (BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_ROUNDS, BENCH_ENTRIES)
   demo        the agent's main job against a throwaway OpenBao dev server
   ci          everything CI runs: fmt, clippy, unit tests, cargo-deny, per-crate checks, tidy, e2e
   e2e         start the dev server and PostgreSQL, build the agent, run the end-to-end tests
@@ -52,6 +54,7 @@ fn run() -> Result<()> {
     match task.as_str() {
         "ci" => ci::ci(&root),
         "demo" => demo::demo(&root),
+        "bench" => bench::bench(&root),
         "e2e" => ci::e2e(&root, rest),
         "dev-vault" => devvault::serve_forever(&root),
         "tidy" => tidy::tidy(&root),

@@ -70,6 +70,11 @@ impl Background {
         })
     }
 
+    /// The OS process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Fails if the process has already exited, naming it.
     pub(crate) fn check_alive(&mut self) -> Result<()> {
         if let Some(status) = self.child.try_wait()? {

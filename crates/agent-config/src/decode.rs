@@ -72,7 +72,9 @@ pub(crate) fn file(cx: &mut Cx<'_>, entries: &[Entry]) -> Result<FileConfig, Con
         out.api_proxy = Some(api_proxy(cx, block)?);
     }
     for block in r.blocks("listener")? {
-        out.listeners.push(listener(cx, block)?);
+        for block in json_labelled(block, LISTENER_BLOCKS) {
+            out.listeners.push(listener(cx, block)?);
+        }
     }
     for block in r.blocks("template")? {
         out.templates.push(template(cx, block)?);
@@ -231,7 +233,11 @@ fn auto_auth(cx: &mut Cx<'_>, block: Block<'_>) -> Result<AutoAuth, ConfigError>
     let mut r = Reader::new(cx, "auto_auth", block);
     no_labels(cx, &r);
 
-    let methods = r.blocks("method")?;
+    let methods: Vec<Block<'_>> = r
+        .blocks("method")?
+        .into_iter()
+        .flat_map(|b| json_labelled(b, &["config"]))
+        .collect();
     let method = match methods.as_slice() {
         [one] => method(cx, *one)?,
         [] => {
@@ -255,12 +261,16 @@ fn auto_auth(cx: &mut Cx<'_>, block: Block<'_>) -> Result<AutoAuth, ConfigError>
     // Sinks: repeated `sink {}` blocks, or wrapped in `sinks { sink {} }`.
     let mut sinks = Vec::new();
     for sink_block in r.blocks("sink")? {
-        sinks.push(sink(cx, sink_block)?);
+        for sink_block in json_labelled(sink_block, &["config"]) {
+            sinks.push(sink(cx, sink_block)?);
+        }
     }
     for wrapper in r.blocks("sinks")? {
         let mut wr = Reader::new(cx, "auto_auth.sinks", wrapper);
         for sink_block in wr.blocks("sink")? {
-            sinks.push(sink(cx, sink_block)?);
+            for sink_block in json_labelled(sink_block, &["config"]) {
+                sinks.push(sink(cx, sink_block)?);
+            }
         }
         wr.finish(cx, Unknown::Warn)?;
     }
@@ -454,8 +464,16 @@ fn cache(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Cache, ConfigError> {
     let mut r = Reader::new(cx, "cache", block);
     no_labels(cx, &r);
 
-    let persist = match r.singleton("persist")? {
-        Some(persist_block) => Some(persist(cx, persist_block)?),
+    let persist = match r.singleton("persist")?.map(|b| json_labelled(b, &[])) {
+        Some(blocks) => match blocks.as_slice() {
+            [one] => Some(persist(cx, *one)?),
+            [_, second, ..] => {
+                let line = second.line;
+                let message = "at most one \"persist\" block is allowed here";
+                return Err(r.error("persist", line, message));
+            }
+            [] => None,
+        },
         None => None,
     };
     let max_entries = r.read("max_entries", |value| match scalar::integer(value)? {
@@ -577,6 +595,16 @@ const IGNORED_LISTENER_KEYS: &[&str] = &[
     "tls_auto_reload_interval",
     "cluster_address",
     "proxy_api",
+];
+
+/// Blocks a listener holds itself, never the JSON form of its type label.
+const LISTENER_BLOCKS: &[&str] = &[
+    "agent_api",
+    "proxy_api",
+    "telemetry",
+    "profiling",
+    "inflight_requests_logging",
+    "custom_response_headers",
 ];
 
 fn listener(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Listener, ConfigError> {
@@ -884,30 +912,36 @@ const FILE_ONLY_TEMPLATE_KEYS: &[&str] = &[
 ];
 
 fn env_templates(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Vec<EnvTemplate>, ConfigError> {
-    // JSON cannot write labels; `"env_template": {"NAME": {...}}` is its label form.
-    let all_named = !block.entries.is_empty()
-        && block
-            .entries
-            .iter()
-            .all(|e| matches!(e.value.value, Value::Object(_)));
-    if block.labels.is_empty() && all_named {
-        let mut out = Vec::new();
-        for entry in block.entries {
-            if let Value::Object(entries) = &entry.value.value {
-                let labels = std::slice::from_ref(&entry.key);
-                out.push(env_template(
-                    cx,
-                    Block {
-                        line: entry.line,
-                        labels,
-                        entries,
-                    },
-                )?);
-            }
-        }
-        return Ok(out);
+    json_labelled(block, &[])
+        .into_iter()
+        .map(|block| env_template(cx, block))
+        .collect()
+}
+
+/// JSON cannot write labels: `"listener": {"tcp": {...}}` is its form of `listener "tcp" {...}`
+/// (as HCL v1 reads JSON). A block with no label whose entries are all blocks, none of them
+/// one the block holds itself (`own_blocks`), is read as one labelled block per entry.
+fn json_labelled<'t>(block: Block<'t>, own_blocks: &[&str]) -> Vec<Block<'t>> {
+    let is_label = |e: &Entry| {
+        matches!(e.value.value, Value::Object(_))
+            && e.labels.is_empty()
+            && !own_blocks.contains(&e.key.as_str())
+    };
+    if !block.labels.is_empty() || block.entries.is_empty() || !block.entries.iter().all(is_label) {
+        return vec![block];
     }
-    Ok(vec![env_template(cx, block)?])
+    block
+        .entries
+        .iter()
+        .filter_map(|entry| match &entry.value.value {
+            Value::Object(entries) => Some(Block {
+                line: entry.line,
+                labels: std::slice::from_ref(&entry.key),
+                entries,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 fn env_template(cx: &mut Cx<'_>, block: Block<'_>) -> Result<EnvTemplate, ConfigError> {

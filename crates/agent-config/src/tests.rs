@@ -203,6 +203,40 @@ fn injector_json_loads() {
     );
 }
 
+/// JSON writes a type label as a key holding the block, as HCL v1 reads JSON.
+#[test]
+fn json_label_forms_are_labels() {
+    let json = r#"{
+  "auto_auth": {
+    "method": {"approle": {"config": {"role_id_file_path": "/r"}}},
+    "sink": {"file": {"config": {"path": "/tmp/t"}}}
+  },
+  "cache": {"persist": {"kubernetes": {"path": "/p"}}},
+  "listener": [
+    {"tcp": {"address": "127.0.0.1:8101", "tls_disable": true, "agent_api": {"enable_quit": true}}},
+    {"unix": {"address": "/tmp/a.sock", "tls_disable": true}}
+  ]
+}"#;
+    let config = json_config(json);
+    let auto_auth = config.auto_auth.unwrap();
+    assert_eq!(auto_auth.method.kind, "approle");
+    assert_eq!(auto_auth.sinks[0].kind, "file");
+    assert_eq!(config.cache.unwrap().persist.unwrap().kind, "kubernetes");
+    let kinds: Vec<_> = config.listeners.iter().map(|l| l.kind).collect();
+    assert_eq!(kinds, [ListenerKind::Tcp, ListenerKind::Unix]);
+    assert!(config.listeners[0].enable_quit);
+
+    let one = json_config(r#"{"cache": {}, "listener": {"tcp": {"tls_disable": true}}}"#);
+    assert_eq!(one.listeners[0].kind, ListenerKind::Tcp);
+
+    // A block the listener holds itself is not taken for a label.
+    let error = load_one(
+        "agent.json",
+        r#"{"cache": {}, "listener": {"agent_api": {}}}"#,
+    );
+    assert!(error.is_err(), "{:?}", error.map(|l| l.config.listeners));
+}
+
 /// HCL v1 forms that an HCL 2 parser rejects, as real configs write them.
 #[test]
 fn hcl1_only_forms_load() {

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 /// Vault Agent, written in Rust: logs in to Vault for your application, keeps the token
 /// alive, writes it to sinks, and serves a caching proxy of the Vault API.
@@ -100,25 +100,10 @@ impl Cli {
     }
 }
 
-/// Turns `-name[=v]` into `--name[=v]` for every long flag we know, drops a leading
-/// `agent` subcommand word, and stops rewriting after `--`.
+/// Turns every Go-style flag `-name[=v]` into `--name[=v]`, drops a leading `agent`
+/// subcommand word, and stops rewriting after `--`. Unknown names are rewritten too, so
+/// that a mistyped flag is reported whole instead of as a run of one-letter flags.
 pub(crate) fn go_style(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
-    let command = Cli::command();
-    let known: Vec<String> = command
-        .get_arguments()
-        .flat_map(|a| {
-            let mut names: Vec<String> = a.get_long().map(str::to_owned).into_iter().collect();
-            names.extend(
-                a.get_all_aliases()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(str::to_owned),
-            );
-            names
-        })
-        .chain(["help", "version"].map(str::to_owned))
-        .collect();
-
     let mut out = Vec::new();
     let mut args = args.into_iter();
     out.extend(args.next());
@@ -137,18 +122,23 @@ pub(crate) fn go_style(args: impl IntoIterator<Item = OsString>) -> Vec<OsString
             out.push(arg);
             continue;
         }
-        if let Some(rest) = text.strip_prefix('-')
-            && !rest.starts_with('-')
-        {
-            let name = rest.split('=').next().unwrap_or_default();
-            if known.iter().any(|k| k == name) {
-                out.push(format!("-{text}").into());
-                continue;
-            }
+        if is_go_flag(&text) {
+            out.push(format!("-{text}").into());
+            continue;
         }
         out.push(arg);
     }
     out
+}
+
+/// `-name` or `-name=value` with a name of two or more characters starting with a letter;
+/// `-h`, `-1` and `--name` are left alone.
+fn is_go_flag(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix('-') else {
+        return false;
+    };
+    let name = rest.split('=').next().unwrap_or_default();
+    name.len() > 1 && name.starts_with(|c: char| c.is_ascii_alphabetic())
 }
 
 /// Go's `strconv.ParseBool` set.
@@ -202,9 +192,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_flags_are_usage_errors() {
+    fn unknown_flags_are_usage_errors_naming_the_whole_flag() {
         let err = parse(&["-config=x", "-no-such-flag"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(err.to_string().contains("no-such-flag"), "{err}");
+    }
+
+    #[test]
+    fn negative_numbers_stay_values() {
+        let cli = parse(&["-config=x", "-log-rotate-max-files", "-1"]).unwrap();
+        assert_eq!(cli.log_rotate_max_files, Some(-1));
     }
 
     #[test]

@@ -15,8 +15,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_config::{Environment, LoadOptions, LogFormat, LogLevel, Overrides};
+use agent_config::{
+    ConfigError, Environment, LoadOptions, Loaded, LogFormat, LogLevel, Overrides, Warning,
+};
 use anyhow::{Context, Result};
+use clap::CommandFactory;
+use clap::error::ContextKind;
 use tracing::level_filters::LevelFilter;
 
 use crate::cli::Cli;
@@ -28,6 +32,10 @@ fn main() -> ExitCode {
         Err(error) => {
             let code = if error.use_stderr() { 2 } else { 0 };
             let _ = error.print();
+            // A bad value comes without the usage line; every usage error shows it.
+            if error.use_stderr() && error.get(ContextKind::Usage).is_none() {
+                eprintln!("\n{}", Cli::command().render_usage());
+            }
             return ExitCode::from(code);
         }
     };
@@ -47,11 +55,7 @@ fn agent(cli: Cli) -> Result<ExitCode> {
     let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
 
     if cli.check == Some(true) {
-        for warning in &loaded.warnings {
-            eprintln!("warning: {warning}");
-        }
-        print_check(&loaded.config.render_redacted());
-        eprintln!("configuration is valid");
+        check(&loaded);
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -79,6 +83,28 @@ fn agent(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// `-check`: the warnings, then what a start would refuse, then the dump. The exit code is
+/// the loader's verdict alone, as with the reference agent's `-test-verify-only`.
+fn check(loaded: &Loaded) {
+    for warning in &loaded.warnings {
+        eprintln!("warning: {warning}");
+    }
+    // A refusal the loader already warned about (a socket mode) is said once.
+    let already_warned = |error: &anyhow::Error| {
+        error.downcast_ref::<ConfigError>().is_some_and(|e| {
+            let same = |w: &Warning| w.location == e.location && w.key == e.key;
+            loaded.warnings.iter().any(same)
+        })
+    };
+    for refusal in settings::refusals(&loaded.config) {
+        if !already_warned(&refusal) {
+            eprintln!("warning: {refusal:#} (a start would fail)");
+        }
+    }
+    print_check(&loaded.config.render_redacted());
+    eprintln!("configuration is valid");
 }
 
 #[allow(

@@ -58,6 +58,19 @@ pub(crate) fn client(config: &Config, subsystem: Subsystem) -> ClientSettings {
     }
 }
 
+/// What a start would refuse although loading and validating accept it: an auth method
+/// this agent lacks, a method setting it needs, a listener setting it cannot honour.
+/// `-check` reports these without failing, as its verdict is the reference agent's, which
+/// only loads and validates.
+pub(crate) fn refusals(config: &Config) -> Vec<anyhow::Error> {
+    let methods = config
+        .auto_auth
+        .iter()
+        .filter_map(|a| method(&a.method).err());
+    let listeners = config.listeners.iter().filter_map(|l| listener(l).err());
+    methods.chain(listeners).collect()
+}
+
 /// The auth method's settings.
 pub(crate) fn method(method: &Method) -> Result<MethodSettings> {
     let config = &method.config;

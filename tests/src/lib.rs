@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod binary;
+
 /// The dev server the tests talk to.
 #[derive(Debug)]
 pub struct DevVault {

@@ -21,6 +21,7 @@ use agent_config::{
 use anyhow::{Context, Result};
 use clap::CommandFactory;
 use clap::error::ContextKind;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing::level_filters::LevelFilter;
 
 use crate::cli::Cli;
@@ -52,12 +53,22 @@ fn main() -> ExitCode {
 fn agent(cli: Cli) -> Result<ExitCode> {
     let env = Environment::from_process();
     let options = load_options(&cli, env)?;
-    let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
-
     if cli.check == Some(true) {
+        let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
         check(&loaded);
         return Ok(ExitCode::SUCCESS);
     }
+
+    // SIGHUP is caught before anything else: one that arrives while the agent is starting
+    // is a reload once it runs, not the signal's default action, which would kill it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let hangups = runtime
+        .block_on(async { signal(SignalKind::hangup()) })
+        .context("catching SIGHUP")?;
+    let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
 
     let log = log_settings(&cli, &loaded.config)?;
     let level = logging::init(&log)?;
@@ -69,11 +80,7 @@ fn agent(cli: Cli) -> Result<ExitCode> {
     }
 
     let reloader = reload::Reloader::new(options, cli.log_level.clone(), level);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let outcome = runtime.block_on(run::run(loaded.config, reloader));
+    let outcome = runtime.block_on(run::run(loaded.config, reloader, hangups));
     runtime.shutdown_timeout(Duration::from_secs(5));
 
     match outcome? {

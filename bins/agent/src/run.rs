@@ -13,7 +13,7 @@ use api_proxy::{AutoAuthSlot, CancellationToken, Metrics, ProxySettings, ProxySt
 use auto_auth::{AuthHandler, AuthStats, RenewalReceiver, TokenReceiver};
 use lease_cache::{LeaseCache, SecretToken};
 use token_sink::{SinkServer, SinkToken, WriteProgress};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -32,7 +32,8 @@ pub(crate) enum Outcome {
 }
 
 /// Runs the agent until it is asked to stop; returns how it ended.
-pub(crate) async fn run(config: Config, reloader: Reloader) -> Result<Outcome> {
+/// `hangups` is the SIGHUP stream, caught since the process started.
+pub(crate) async fn run(config: Config, reloader: Reloader, hangups: Signal) -> Result<Outcome> {
     let shutdown = CancellationToken::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
 
@@ -142,7 +143,15 @@ pub(crate) async fn run(config: Config, reloader: Reloader) -> Result<Outcome> {
     }
     info!("agent started");
 
-    let outcome = wait(&config, &quit, &mut auth_task, sink_progress, &reloader).await;
+    let outcome = wait(
+        &config,
+        &quit,
+        &mut auth_task,
+        sink_progress,
+        &reloader,
+        hangups,
+    )
+    .await;
 
     // Drain: stop accepting, let in-flight work finish, bounded.
     info!("shutting down");
@@ -168,11 +177,11 @@ async fn wait(
     auth_task: &mut Option<JoinHandle<Result<(), auto_auth::AuthFailed>>>,
     sink_progress: Option<WriteProgress>,
     reloader: &Reloader,
+    mut hup: Signal,
 ) -> Outcome {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+    let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
     ) else {
         return Outcome::Failed(anyhow::anyhow!("cannot install signal handlers"));
     };

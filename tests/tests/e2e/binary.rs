@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use e2e::binary::{Finished, openbao_fixtures, run_agent};
 use e2e::{Agent, AppRole, DevVault};
+use nix::fcntl::OFlag;
 use nix::sys::signal::Signal;
+use nix::sys::stat::Mode;
 
 /// Environment variables for one run of the agent.
 type Env<'a> = &'a [(&'a str, &'a str)];
@@ -965,6 +967,68 @@ async fn sighup_applies_a_new_log_level_and_survives_a_broken_file() {
     assert_eq!(status.code(), Some(0), "{}", agent.logs());
     let [role_id, secret_id] = login.credentials();
     agent.assert_no_secrets(&[&token, role_id, secret_id]);
+}
+
+/// A SIGHUP that arrives while the agent is still starting does not kill it (the default
+/// action of the signal): the reload happens once the agent runs. The config file is a FIFO,
+/// which holds the agent at reading it for as long as the test likes.
+#[test]
+fn a_sighup_while_starting_is_a_reload_not_a_kill() {
+    let vault = e2e::vault_or_skip!();
+    let dir = e2e::work_dir("sighup-starting");
+    let d = dir.path();
+    let login = Login::new(vault, d);
+    let text = format!(
+        "vault {{\n  address = \"{}\"\n}}\n{}\n{}",
+        vault.addr,
+        login.auto_auth(&d.join("token")),
+        tcp_listener(e2e::free_port(), "")
+    );
+    let fifo = d.join("agent.hcl");
+    nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
+
+    let mut agent = Agent::start(&fifo, &[]).unwrap();
+    // Time for the process to get as far as opening its config.
+    e2e::pause(Duration::from_millis(500));
+    agent.signal(Signal::SIGHUP).unwrap();
+    feed(&fifo, &text, &mut agent);
+    agent.wait_for_log("agent started", LOGIN).unwrap();
+
+    // The reload that was asked for reads the config again.
+    feed(&fifo, &text, &mut agent);
+    agent.wait_for_log("log level applied", LOGIN).unwrap();
+    let token = token_in(&d.join("token"));
+
+    agent.signal(Signal::SIGTERM).unwrap();
+    let status = agent.wait_exit(Duration::from_secs(15)).unwrap();
+    assert_eq!(status.code(), Some(0), "{}", agent.logs());
+    let [role_id, secret_id] = login.credentials();
+    agent.assert_no_secrets(&[&token, role_id, secret_id]);
+}
+
+/// Writes `text` into the FIFO once the agent opens it for reading; fails if it never does.
+fn feed(fifo: &Path, text: &str, agent: &mut Agent) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    // Non-blocking, so that a dead reader is a failed open rather than a hang.
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(OFlag::O_NONBLOCK.bits())
+            .open(fifo)
+    };
+    let mut writer = None;
+    let opened = e2e::wait_for("the agent to read its config", LOGIN, || {
+        writer = open().ok();
+        writer.is_some()
+    });
+    if let Err(error) = opened {
+        let status = agent.wait_exit(Duration::from_millis(100));
+        panic!("{error}; the agent: {status:?}\n{}", agent.logs());
+    }
+    // Closing the writer is the end of the file for the agent.
+    writer.unwrap().write_all(text.as_bytes()).unwrap();
 }
 
 /// `POST /agent/v1/quit` stops the agent (exit 0, pid file removed) on a listener with

@@ -34,6 +34,7 @@ pub(crate) enum Outcome {
 /// Runs the agent until it is asked to stop; returns how it ended.
 /// `hangups` is the SIGHUP stream, caught since the process started.
 pub(crate) async fn run(config: Config, reloader: Reloader, hangups: Signal) -> Result<Outcome> {
+    refuse_unsupported(&config)?;
     let shutdown = CancellationToken::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
 
@@ -168,6 +169,33 @@ pub(crate) async fn run(config: Config, reloader: Reloader, hangups: Signal) -> 
         let _ = std::fs::remove_file(path);
     }
     Ok(outcome)
+}
+
+/// Stanzas this agent parses and validates but does not run. Starting anyway would leave an
+/// application without the files or the child process it waits for, silently; so a start
+/// fails, naming the block. (`-check` still accepts them: the config itself is valid.)
+fn refuse_unsupported(config: &Config) -> Result<()> {
+    // Templates, env_template and exec (process supervisor mode) are outside every issue
+    // so far; the closing notes propose one.
+    let unsupported = config
+        .templates
+        .first()
+        .map(|t| (&t.location, "template"))
+        .or_else(|| config.env_templates.first().map(|t| (&t.location, "env_template")))
+        .or_else(|| config.exec.as_ref().map(|e| (&e.location, "exec")));
+    if let Some((location, what)) = unsupported {
+        anyhow::bail!(
+            "{location}: {what}: this agent does not render templates or supervise a child \
+             process yet; remove the block or run Vault Agent for it"
+        );
+    }
+    if let Some(persist) = config.cache.as_ref().and_then(|c| c.persist.as_ref()) {
+        warn!(
+            at = %persist.location,
+            "cache.persist is not supported: the cache starts empty and is not saved"
+        );
+    }
+    Ok(())
 }
 
 /// Waits for the first reason to stop, handling SIGHUP meanwhile.

@@ -181,7 +181,12 @@ fn refuse_unsupported(config: &Config) -> Result<()> {
         .templates
         .first()
         .map(|t| (&t.location, "template"))
-        .or_else(|| config.env_templates.first().map(|t| (&t.location, "env_template")))
+        .or_else(|| {
+            config
+                .env_templates
+                .first()
+                .map(|t| (&t.location, "env_template"))
+        })
         .or_else(|| config.exec.as_ref().map(|e| (&e.location, "exec")));
     if let Some((location, what)) = unsupported {
         anyhow::bail!(

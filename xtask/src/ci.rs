@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use crate::devvault::{DevVault, ROOT_TOKEN};
 use crate::postgres::Postgres;
-use crate::{proc, step, tidy, tools};
+use crate::{fuzz, proc, step, tidy, tools};
 
 /// Every check CI runs, in order, stopping at the first failure.
 pub(crate) fn ci(root: &Path) -> Result<()> {
@@ -53,6 +53,8 @@ pub(crate) fn ci(root: &Path) -> Result<()> {
     step("tidy");
     tidy::tidy(root)?;
 
+    fuzz::smoke(root)?;
+
     e2e(root, &[])?;
 
     step("ci passed");
@@ -61,7 +63,28 @@ pub(crate) fn ci(root: &Path) -> Result<()> {
 
 /// Starts the real servers, builds the agent and runs the end-to-end test crate against
 /// them. Extra arguments go to the test binary (a name filter, `--nocapture`).
+///
+/// The suite includes the fault cases (`faults::`) at their short durations.
 pub(crate) fn e2e(root: &Path, extra: &[String]) -> Result<()> {
+    run_e2e(root, extra, &[])
+}
+
+/// `cargo xtask faults [filter] [test binary args]`: the fault cases at the durations of
+/// the issue (`E2E_FAULTS=long`), all at once since they mostly wait. They break servers
+/// of their own; the shared ones are started as for `e2e` because the harness finds the
+/// `bao` binary through them.
+pub(crate) fn faults(root: &Path, extra: &[String]) -> Result<()> {
+    let (filter, rest) = match extra.split_first() {
+        Some((first, rest)) if !first.starts_with('-') => (first.as_str(), rest),
+        _ => ("", extra),
+    };
+    let filter = format!("faults::{}", filter.trim_start_matches("faults::"));
+    let mut args = vec![filter, "--test-threads=8".to_owned()];
+    args.extend(rest.iter().cloned());
+    run_e2e(root, &args, &[("E2E_FAULTS", "long")])
+}
+
+fn run_e2e(root: &Path, extra: &[String], env: &[(&str, &str)]) -> Result<()> {
     step("building the agent");
     proc::run(cargo().args(["build", "--locked", "-p", "agent"]))?;
     let agent = root.join("target").join("debug").join("vault-agent");
@@ -85,7 +108,8 @@ pub(crate) fn e2e(root: &Path, extra: &[String]) -> Result<()> {
         .env("E2E_PG_PORT", pg.port.to_string())
         .env("E2E_PG_USER", &pg.user)
         .env("E2E_PG_PASSWORD", &pg.password)
-        .env("E2E_WORK_DIR", root.join("target").join("e2e"));
+        .env("E2E_WORK_DIR", root.join("target").join("e2e"))
+        .envs(env.iter().copied());
     for var in [
         "VAULT_ADDR",
         "BAO_ADDR",

@@ -11,6 +11,7 @@ mod bench;
 mod ci;
 mod demo;
 mod devvault;
+mod fuzz;
 mod http;
 mod postgres;
 mod proc;
@@ -29,6 +30,8 @@ tasks:
   demo        the agent's main job against a throwaway OpenBao dev server
   ci          everything CI runs: fmt, clippy, unit tests, cargo-deny, per-crate checks, tidy, e2e
   e2e         start the dev server and PostgreSQL, build the agent, run the end-to-end tests
+  faults      the fault cases (paused, killed, sealed servers; load) at full length
+  fuzz        every fuzz target for 10 minutes, or `fuzz <target> [seconds]`
   dev-vault   start an OpenBao dev server and keep it running until Ctrl-C
   tidy        repository hygiene checks (crate docs, layering, no todo!/dbg!)
 ";
@@ -56,6 +59,8 @@ fn run() -> Result<()> {
         "demo" => demo::demo(&root),
         "bench" => bench::bench(&root),
         "e2e" => ci::e2e(&root, rest),
+        "faults" => ci::faults(&root, rest),
+        "fuzz" => fuzz::fuzz(&root, rest),
         "dev-vault" => devvault::serve_forever(&root),
         "tidy" => tidy::tidy(&root),
         "help" | "-h" | "--help" => {

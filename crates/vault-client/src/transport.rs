@@ -75,9 +75,12 @@ pub(crate) fn build(settings: &ClientSettings) -> Result<(reqwest::Client, Targe
             })?;
         builder = builder.user_agent(agent);
     }
-    if settings.disable_keep_alives || settings.disable_idle_connections {
-        builder = builder.pool_max_idle_per_host(0);
-    }
+    let idle = if settings.disable_keep_alives || settings.disable_idle_connections {
+        0
+    } else {
+        max_idle_per_host()
+    };
+    builder = builder.pool_max_idle_per_host(idle);
     if let Some(socket) = &target.unix_socket {
         builder = builder.unix_socket(socket.as_path());
     }
@@ -93,6 +96,14 @@ pub(crate) fn build(settings: &ClientSettings) -> Result<(reqwest::Client, Targe
         source: error.into(),
     })?;
     Ok((client, target))
+}
+
+/// How many idle connections the pool keeps to Vault: one per CPU and one more, as the Go
+/// transport of Vault's own client. A burst of requests opens as many connections as it
+/// needs; once it is over, all but these close at once instead of holding a descriptor
+/// each until their idle timeout.
+fn max_idle_per_host() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) + 1
 }
 
 /// Splits an address into the URL prefix of requests and, for `unix://`, the socket path.
@@ -580,5 +591,79 @@ mod tests {
 
         check(Some("/etc/cert.pem"), None);
         check(None, Some("/etc/key.pem"));
+    }
+
+    /// A server on a real socket: each connection's first request waits until `together`
+    /// connections are open, then every request is answered with `{}`; `open` follows how
+    /// many connections are open.
+    async fn counting_server(together: usize) -> (String, tokio::sync::watch::Receiver<usize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (open, watch) = tokio::sync::watch::channel(0usize);
+        let open = Arc::new(open);
+        let barrier = Arc::new(tokio::sync::Barrier::new(together));
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (open, barrier) = (open.clone(), barrier.clone());
+                open.send_modify(|n| *n += 1);
+                tokio::spawn(async move {
+                    let mut first = true;
+                    let mut pending = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while let Ok(read @ 1..) = stream.read(&mut buf).await {
+                        pending.extend_from_slice(&buf[..read]);
+                        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..end + 4);
+                            if std::mem::take(&mut first) {
+                                barrier.wait().await;
+                            }
+                            let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                            if stream.write_all(answer.as_bytes()).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    open.send_modify(|n| *n -= 1);
+                });
+            }
+        });
+        (address, watch)
+    }
+
+    #[tokio::test]
+    async fn after_a_burst_the_pool_keeps_only_a_few_idle_connections() {
+        async fn check(disable_idle_connections: bool, kept: usize) {
+            let burst = 24;
+            let (address, mut open) = counting_server(burst).await;
+            let settings = ClientSettings {
+                address: address.clone(),
+                disable_idle_connections,
+                ..ClientSettings::default()
+            };
+            let (client, _) = build(&settings).unwrap();
+
+            let mut requests = tokio::task::JoinSet::new();
+            for _ in 0..burst {
+                let request = client.get(format!("{address}/v1/sys/health"));
+                requests.spawn(async move { request.send().await.unwrap().bytes().await.unwrap() });
+            }
+            let answers = requests.join_all().await;
+            assert!(answers.iter().all(|body| body.as_ref() == b"{}"));
+
+            let wait = open.wait_for(|n| *n <= kept);
+            let settled = tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .is_ok();
+            let open_now = *open.borrow();
+            assert!(
+                settled,
+                "{open_now} connections still open, {kept} expected"
+            );
+        }
+
+        check(false, max_idle_per_host()).await;
+        check(true, 0).await;
     }
 }

@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 pub mod binary;
+pub mod faults;
 
 /// The dev server the tests talk to.
 #[derive(Debug)]

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
+pub mod auth;
 pub mod binary;
 pub mod faults;
 
@@ -54,7 +55,9 @@ pub fn dev_vault() -> Option<&'static DevVault> {
         Some(DevVault {
             addr,
             root_token: std::env::var("E2E_VAULT_TOKEN").unwrap_or_else(|_| "root".into()),
-            bao_bin: std::env::var("E2E_BAO_BIN").map(PathBuf::from).unwrap_or_else(|_| "bao".into()),
+            bao_bin: std::env::var("E2E_BAO_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| "bao".into()),
         })
     });
     if found.is_none() {
@@ -160,7 +163,10 @@ pub fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) 
 }
 
 /// Sleeps the test thread (the harness is synchronous on purpose).
-#[allow(clippy::disallowed_methods, reason = "the harness polls real processes from test threads")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the harness polls real processes from test threads"
+)]
 pub fn pause(duration: Duration) {
     std::thread::sleep(duration);
 }
@@ -214,8 +220,11 @@ impl DevVault {
             .as_str()
             .context("no role_id")?
             .to_owned();
-        let secret_id = self.bao_json(&["write", "-f", &format!("auth/{mount}/role/app/secret-id")])?
-            ["data"]["secret_id"]
+        let secret_id = self.bao_json(&[
+            "write",
+            "-f",
+            &format!("auth/{mount}/role/app/secret-id"),
+        ])?["data"]["secret_id"]
             .as_str()
             .context("no secret_id")?
             .to_owned();
@@ -265,7 +274,9 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out);
-        let child = cmd.spawn().with_context(|| format!("starting {}", agent_bin().display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", agent_bin().display()))?;
         Ok(Self { child, log })
     }
 
@@ -287,11 +298,17 @@ impl Agent {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("the agent exited with {status} before logging {needle:?}:\n{}", self.logs());
+                bail!(
+                    "the agent exited with {status} before logging {needle:?}:\n{}",
+                    self.logs()
+                );
             }
             pause(Duration::from_millis(50));
         }
-        bail!("the agent did not log {needle:?} within {timeout:?}:\n{}", self.logs())
+        bail!(
+            "the agent did not log {needle:?} within {timeout:?}:\n{}",
+            self.logs()
+        )
     }
 
     /// Waits for the agent to exit by itself.
@@ -303,7 +320,10 @@ impl Agent {
             }
             pause(Duration::from_millis(50));
         }
-        bail!("the agent did not exit within {timeout:?}:\n{}", self.logs())
+        bail!(
+            "the agent did not exit within {timeout:?}:\n{}",
+            self.logs()
+        )
     }
 
     /// Sends a signal (SIGTERM, SIGHUP, SIGINT, SIGKILL, SIGSTOP, SIGCONT).

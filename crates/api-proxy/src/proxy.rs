@@ -285,7 +285,8 @@ impl ProxyState {
 
         // The guard goes with an early return, which lets identical requests waiting on it go on.
         let outgoing = Request::from_parts(parts.clone(), body.clone());
-        let upstream = self.inner.client.forward(outgoing).await?;
+        let client = self.client_for(parts.uri.path());
+        let upstream = client.forward(outgoing).await?;
         let (mut head, upstream_body) = upstream.into_parts();
         strip_response_headers(&mut head.headers);
         self.mark_miss(&mut head.headers, head.status);

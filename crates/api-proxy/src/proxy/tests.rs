@@ -454,6 +454,28 @@ async fn the_cache_answers_a_repeated_token_creation_and_forgets_it_on_revocatio
     assert_eq!(upstream.count(), 3);
 }
 
+/// A health check made with a token the cache manages is looked up in the cache (it might
+/// have been anything), and is still not retried.
+#[tokio::test]
+async fn a_health_check_the_cache_looks_at_is_not_retried_either() {
+    let upstream =
+        Upstream::start(|_| json_response(StatusCode::SERVICE_UNAVAILABLE, r#"{"sealed":true}"#))
+            .await;
+    let state = Setup {
+        cache: Some(cache_managing_auto_token()),
+        mode: UseAutoAuthToken::Enabled,
+        auto_auth: slot_with_auto_token(),
+        retry: vault_client::RetryPolicy::new(1),
+        ..Setup::default()
+    }
+    .state(&upstream.address);
+
+    let (status, _, body) = send(&app(&state), get("/v1/sys/health?activecode=503")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, r#"{"sealed":true}"#);
+    assert_eq!(upstream.count(), 1, "a health status is never retried");
+}
+
 #[tokio::test]
 async fn wrapped_and_unmanaged_requests_bypass_the_cache() {
     let upstream = Upstream::start(|_| json_response(StatusCode::OK, CREATED)).await;

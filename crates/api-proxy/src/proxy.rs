@@ -201,7 +201,7 @@ impl ProxyState {
         strip_response_headers(&mut head.headers);
 
         if let Some((request, body)) = revocation
-            && head.status == StatusCode::NO_CONTENT
+            && revoked(head.status)
         {
             self.apply_revocation(&request, &body);
         }
@@ -401,6 +401,13 @@ fn sent_token(headers: &HeaderMap) -> Option<&str> {
         .get(TOKEN_HEADER)
         .and_then(|token| token.to_str().ok())
         .filter(|token| !token.is_empty())
+}
+
+/// Whether Vault agreed to a revocation: done (`204`), or accepted to be done shortly
+/// (`202`, a lease revocation with `sync=false`, which is what `bao lease revoke` sends).
+/// Either way the lease is going, so the cache must stop serving it now.
+fn revoked(status: StatusCode) -> bool {
+    status == StatusCode::NO_CONTENT || status == StatusCode::ACCEPTED
 }
 
 fn declared_length(headers: &HeaderMap) -> u64 {

@@ -297,8 +297,8 @@ impl LeaseCache {
         classify_revocation(parts)
     }
 
-    /// Drops what Vault just revoked (the proxy calls this after a `204`); returns how many
-    /// cached responses went.
+    /// Drops what Vault just revoked (the proxy calls this after a `204`, or the `202` of a
+    /// revocation Vault queued); returns how many cached responses went.
     pub fn on_revoked(&self, revocation: Revocation) -> usize {
         let evicted = self.with_state(|state, _| state.revoke(&revocation));
         debug!(evicted, "revocation applied to the cache");

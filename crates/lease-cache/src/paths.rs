@@ -120,7 +120,7 @@ fn is_login(route: &str) -> bool {
         .any(|segment| segment.starts_with("login") || segment == "callback")
 }
 
-/// What a successful (`204`) revocation made Vault forget.
+/// What a successful (`204`, or queued `202`) revocation made Vault forget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revocation {
     /// A token and, with it, every token and lease created under it
@@ -152,7 +152,8 @@ struct RevokeBody<'a> {
     lease_id: Option<Cow<'a, str>>,
 }
 
-/// Recognises a revocation request; pure, the proxy calls it once Vault answered `204`.
+/// Recognises a revocation request; pure, the proxy calls it once Vault answered `204` (or
+/// `202`, a revocation queued).
 ///
 /// Covers the seven token and lease routes plus the legacy `sys/revoke*` ones, with a
 /// namespace inside the path tolerated. A revocation route whose body lacks the field it needs

@@ -454,6 +454,43 @@ async fn the_cache_answers_a_repeated_token_creation_and_forgets_it_on_revocatio
     assert_eq!(upstream.count(), 3);
 }
 
+const LEASED: &str = r#"{"request_id":"r2","lease_id":"db/creds/app/abc","renewable":true,"lease_duration":30,"data":{"username":"u"},"wrap_info":null,"warnings":null,"auth":null}"#;
+
+/// `bao lease revoke` sends the lease in the path with `sync=false`, and Vault answers 202:
+/// the revocation is queued, the lease is going, the cache must not serve it again.
+#[tokio::test]
+async fn a_lease_revocation_vault_queued_evicts_the_lease() {
+    let upstream = Upstream::start(|received| {
+        if received.target.contains("revoke") {
+            return json_response(StatusCode::ACCEPTED, "");
+        }
+        json_response(StatusCode::OK, LEASED)
+    })
+    .await;
+    let state = Setup {
+        cache: Some(cache_managing_auto_token()),
+        mode: UseAutoAuthToken::Enabled,
+        auto_auth: slot_with_auto_token(),
+        ..Setup::default()
+    }
+    .state(&upstream.address);
+    let app = app(&state);
+
+    send(&app, get("/v1/db/creds/app")).await;
+    let (_, headers, _) = send(&app, get("/v1/db/creds/app")).await;
+    assert_eq!(headers["x-cache"], "HIT");
+
+    let revoke = Request::put("/v1/sys/leases/revoke/db/creds/app/abc")
+        .body(Body::from(r#"{"sync":false}"#))
+        .unwrap();
+    let (status, _, _) = send(&app, revoke).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(state.cache().unwrap().stats().entries, 0);
+
+    let (_, headers, _) = send(&app, get("/v1/db/creds/app")).await;
+    assert_eq!(headers["x-cache"], "MISS");
+}
+
 /// A health check made with a token the cache manages is looked up in the cache (it might
 /// have been anything), and is still not retried.
 #[tokio::test]

@@ -501,7 +501,7 @@ fn a_refused_login_backs_off_as_the_server_sees_it() {
         .write(&dir.path().join("agent.hcl"))
         .unwrap();
 
-    let agent = Agent::start(&config, &[]).unwrap();
+    let mut agent = Agent::start(&config, &[]).unwrap();
     e2e::pause(Duration::from_secs(20));
     let attempts = e2e::auth::audited_requests(&server.audit_log(), "auth/approle/login").unwrap();
     let logged = count_lines(&agent.logs(), "login failed");
@@ -512,6 +512,11 @@ fn a_refused_login_backs_off_as_the_server_sees_it() {
     assert!(is_running(agent.pid()));
     assert!(!sink.exists());
     agent.assert_no_secrets(&[role_id, wrong]);
+
+    // A stop request does not wait for the backoff, now several seconds long, to run out.
+    agent.signal(Signal::SIGTERM).unwrap();
+    let status = agent.wait_exit(Duration::from_secs(2)).unwrap();
+    assert!(status.success(), "{status}");
 }
 
 /// A credential file that is missing, empty or unreadable: the login is retried, the log

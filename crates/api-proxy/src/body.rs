@@ -2,17 +2,28 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
-use http::header::CONTENT_LENGTH;
+use http::header::{CONTENT_LENGTH, EXPECT};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 
 use crate::error::ProxyError;
 
+/// How long the rest of a refused body is read and thrown away.
+///
+/// A client still sending when the connection closes with its bytes unread gets a reset, and
+/// most HTTP clients then report a broken pipe instead of the 413 that was already on its
+/// way. Reading the rest first lets the answer arrive; the bound keeps a client that never
+/// stops from holding the handler.
+pub(crate) const DRAIN_REFUSED_BODY: Duration = Duration::from_secs(2);
+
 /// Reads a client's request body, refusing it past `limit` bytes: at once when
-/// `Content-Length` says so, otherwise as soon as the bytes read pass the limit.
+/// `Content-Length` says so, otherwise as soon as the bytes read pass the limit. A refused
+/// body is drained (see [`DRAIN_REFUSED_BODY`]) unless the client is waiting for
+/// `100 Continue` before sending it.
 pub(crate) async fn read_request_body<B>(
     body: B,
     headers: &HeaderMap,
@@ -26,6 +37,10 @@ where
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
+        // Reading would send `100 Continue` and invite the very upload being refused.
+        if !headers.contains_key(EXPECT) {
+            discard(body).await;
+        }
         return Err(ProxyError::BodyTooLarge { limit });
     }
     if body.is_end_stream() {
@@ -35,9 +50,21 @@ where
     let expected = declared.map_or(0, |length| length as usize);
     match read_bounded(body, limit, expected).await {
         Ok(Bounded::Complete(bytes)) => Ok(bytes),
-        Ok(Bounded::Over { .. }) => Err(ProxyError::BodyTooLarge { limit }),
+        Ok(Bounded::Over { rest, .. }) => {
+            discard(rest).await;
+            Err(ProxyError::BodyTooLarge { limit })
+        }
         Err(_) => Err(ProxyError::BodyRead),
     }
+}
+
+/// Reads `body` to its end, an error, or [`DRAIN_REFUSED_BODY`], keeping nothing.
+async fn discard<B>(mut body: B)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+    let _ = tokio::time::timeout(DRAIN_REFUSED_BODY, drain).await;
 }
 
 /// What [`read_bounded`] got.
@@ -149,8 +176,10 @@ where
 mod tests {
     use std::collections::VecDeque;
     use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use http::HeaderValue;
+    use http::{HeaderName, HeaderValue};
 
     use super::*;
 
@@ -223,6 +252,72 @@ mod tests {
         headers.insert(CONTENT_LENGTH, HeaderValue::from_static("5"));
         let fits = read_request_body(chunks(&["ab", "cde"]), &headers, 5).await;
         assert_eq!(fits.unwrap(), "abcde");
+    }
+
+    /// Hands out its chunks, then ends or, when `endless`, never ends; counts what it gave.
+    struct Watched {
+        chunks: VecDeque<Bytes>,
+        endless: bool,
+        given: Arc<AtomicUsize>,
+    }
+
+    impl Body for Watched {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            match self.chunks.pop_front() {
+                Some(chunk) => {
+                    self.given.fetch_add(1, Ordering::Relaxed);
+                    Poll::Ready(Some(Ok(Frame::data(chunk))))
+                }
+                None if self.endless => Poll::Pending,
+                None => Poll::Ready(None),
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            !self.endless && self.chunks.is_empty()
+        }
+    }
+
+    /// A refused body is read to its end so that the client, done sending, reads the 413
+    /// instead of a reset; not when the client waits for `100 Continue`, and not for ever.
+    #[tokio::test(start_paused = true)]
+    async fn refused_bodies_are_drained_within_a_bound() {
+        async fn check(sent: &[(HeaderName, &'static str)], endless: bool, drained: usize) {
+            let mut headers = HeaderMap::new();
+            for (name, value) in sent {
+                headers.insert(name, HeaderValue::from_static(value));
+            }
+            let given = Arc::new(AtomicUsize::new(0));
+            let body = Watched {
+                chunks: [b"abc", b"def", b"ghi"]
+                    .map(|c| Bytes::from_static(c))
+                    .into(),
+                endless,
+                given: given.clone(),
+            };
+
+            let started = tokio::time::Instant::now();
+            let refused = read_request_body(body, &headers, 5).await;
+
+            assert!(matches!(
+                refused,
+                Err(ProxyError::BodyTooLarge { limit: 5 })
+            ));
+            assert_eq!(given.load(Ordering::Relaxed), drained, "{sent:?}");
+            let gave_up = started.elapsed() >= DRAIN_REFUSED_BODY;
+            assert_eq!(gave_up, endless, "{sent:?}, endless: {endless}");
+        }
+
+        check(&[], false, 3).await;
+        check(&[(CONTENT_LENGTH, "9")], false, 3).await;
+        check(&[(CONTENT_LENGTH, "9"), (EXPECT, "100-continue")], false, 0).await;
+        check(&[], true, 3).await;
     }
 
     #[tokio::test]

@@ -21,6 +21,7 @@ use serde_json::Value;
 pub mod auth;
 pub mod binary;
 pub mod faults;
+pub mod lab;
 
 /// The dev server the tests talk to.
 #[derive(Debug)]

@@ -3,6 +3,10 @@
 
 mod auto_auth;
 mod binary;
+mod cache;
 mod client;
 mod faults;
+mod hvac;
+mod listeners;
+mod proxy;
 mod sinks;

@@ -361,31 +361,59 @@ pub struct Database {
 impl Database {
     /// Enables and configures the engine; credentials last `default_ttl` (Vault duration).
     pub fn enable(vault: &DevVault, pg: &Postgres, default_ttl: &str) -> Result<Self> {
-        let mount = unique("db");
-        vault.bao(&["secrets", "enable", &format!("-path={mount}"), "database"])?;
+        Self::enable_at(vault, pg, default_ttl, &unique("db"), None)
+    }
+
+    /// Like [`Database::enable`], at `mount` in `namespace` (the root one when `None`).
+    pub fn enable_at(
+        vault: &DevVault,
+        pg: &Postgres,
+        default_ttl: &str,
+        mount: &str,
+        namespace: Option<&str>,
+    ) -> Result<Self> {
+        // The namespace flag goes right after the command words.
+        let flag = namespace.map(|ns| format!("-namespace={ns}"));
+        let bao = |words: &[&str], args: &[&str]| {
+            let mut full = words.to_vec();
+            full.extend(flag.as_deref());
+            full.extend_from_slice(args);
+            vault.bao(&full)
+        };
+
+        bao(
+            &["secrets", "enable"],
+            &[&format!("-path={mount}"), "database"],
+        )?;
         let url = format!(
             "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
             pg.host, pg.port
         );
-        vault.bao(&[
-            "write",
-            &format!("{mount}/config/pg"),
-            "plugin_name=postgresql-database-plugin",
-            &format!("connection_url={url}"),
-            &format!("username={}", pg.user),
-            &format!("password={}", pg.password),
-            "allowed_roles=app",
-        ])?;
+        bao(
+            &["write"],
+            &[
+                &format!("{mount}/config/pg"),
+                "plugin_name=postgresql-database-plugin",
+                &format!("connection_url={url}"),
+                &format!("username={}", pg.user),
+                &format!("password={}", pg.password),
+                "allowed_roles=app",
+            ],
+        )?;
         let creation = r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#;
-        vault.bao(&[
-            "write",
-            &format!("{mount}/roles/app"),
-            "db_name=pg",
-            &format!("creation_statements={creation}"),
-            &format!("default_ttl={default_ttl}"),
-            "max_ttl=10m",
-        ])?;
-        Ok(Self { mount })
+        bao(
+            &["write"],
+            &[
+                &format!("{mount}/roles/app"),
+                "db_name=pg",
+                &format!("creation_statements={creation}"),
+                &format!("default_ttl={default_ttl}"),
+                "max_ttl=10m",
+            ],
+        )?;
+        Ok(Self {
+            mount: mount.to_owned(),
+        })
     }
 
     /// `<mount>/creds/app`.

@@ -1,13 +1,14 @@
 //! The lease cache's rules end to end, through raw HTTP to the agent's listener: an answer
 //! never crosses tokens, a wrapped request is never answered from the cache, `cache-clear`
-//! of type `all` keeps the auto-auth token in use, and the metrics count what happened.
+//! of type `all` keeps the auto-auth token in use, entries and clears stay inside their
+//! namespace, and the metrics count what happened.
 
 #![allow(
     clippy::unwrap_used,
     reason = "helpers of tests: an unexpected error fails the test"
 )]
 
-use e2e::lab::{Answer, Call, Http, Lab};
+use e2e::lab::{Answer, Call, Credentials, Database, Http, Lab, Via};
 use serde_json::{Value, json};
 
 /// `POST /v1/auth/token/create` with a body that names what the test makes.
@@ -137,6 +138,108 @@ fn clear_all_keeps_the_auto_auth_token_in_use() {
             client_token(&after),
         ],
     );
+}
+
+/// Identical requests arriving together make one upstream call: every caller gets the
+/// same token.
+#[test]
+fn identical_requests_at_once_get_one_answer() {
+    let vault = e2e::vault_or_skip!();
+    let lab = Lab::start(vault, "at-once").unwrap();
+    let callers = 8;
+    let start = std::sync::Barrier::new(callers);
+
+    let tokens: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..callers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let http = lab.http();
+                    start.wait();
+                    client_token(&ok(&http, &create("at-once")))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "{} differ",
+        tokens.len()
+    );
+
+    let metrics = ok(
+        &lab.http(),
+        &Call::get("/agent/v1/metrics?format=prometheus"),
+    )
+    .body;
+    assert!(
+        metrics.lines().any(|l| l == "vault_agent_cache_miss 1"),
+        "{metrics}"
+    );
+
+    assert_no_secrets(&lab, &[lab.token.clone(), tokens[0].clone()]);
+}
+
+/// The same mount path in two namespaces: two entries, a `request_path` clear that names a
+/// namespace stays in it, and a lease revoked in a namespace (the CLI's path form) goes.
+#[test]
+fn cache_entries_and_clears_stay_inside_their_namespace() {
+    let vault = e2e::vault_or_skip!();
+    let Some(pg) = e2e::postgres() else { return };
+    let ns = e2e::unique("ns");
+    vault.bao(&["namespace", "create", &ns]).unwrap();
+    let mount = e2e::unique("db");
+    Database::enable_at(vault, pg, "5m", &mount, None).unwrap();
+    Database::enable_at(vault, pg, "5m", &mount, Some(&ns)).unwrap();
+    let lab = Lab::start(vault, "namespaces").unwrap();
+    let http = lab.http();
+    let read = |namespace: Option<&str>| {
+        let mut call = Call::get(&format!("/v1/{mount}/creds/app"));
+        if let Some(namespace) = namespace {
+            call = call.header("X-Vault-Namespace", namespace);
+        }
+        Credentials::from_secret(&ok(&http, &call).json().unwrap()).unwrap()
+    };
+
+    let in_root = read(None);
+    let in_ns = read(Some(&ns));
+    assert_ne!(in_root.lease_id, in_ns.lease_id);
+    assert_eq!(read(None), in_root);
+    assert_eq!(read(Some(&ns)), in_ns);
+
+    let clear =
+        json!({"type": "request_path", "value": format!("/v1/{mount}/creds"), "namespace": ns});
+    ok(&http, &Call::post("/agent/v1/cache-clear", &clear));
+    assert_eq!(
+        read(None),
+        in_root,
+        "a clear in one namespace reached another"
+    );
+    let cleared = read(Some(&ns));
+    assert_ne!(
+        cleared.lease_id, in_ns.lease_id,
+        "the namespace's entry stayed"
+    );
+
+    let flag = format!("-namespace={ns}");
+    lab.cli(
+        Via::Tcp,
+        None,
+        &["lease", "revoke", &flag, &cleared.lease_id],
+    )
+    .unwrap();
+    let fresh = read(Some(&ns));
+    assert_ne!(
+        fresh.lease_id, cleared.lease_id,
+        "the revoked lease was served"
+    );
+    fresh.log_in(pg).unwrap();
+    assert_eq!(read(None), in_root);
+
+    let passwords = [in_root, in_ns, cleared, fresh].map(|c| c.password);
+    let mut secrets = vec![lab.token.clone()];
+    secrets.extend(passwords);
+    assert_no_secrets(&lab, &secrets);
 }
 
 /// The counters after a known sequence. `agent.cache.hit` and `agent.cache.miss` count the

@@ -173,6 +173,10 @@ fn backoff_bound(window: Duration, min: Duration) -> usize {
 /// run again: the agent keeps the token it holds and logs in no more, the proxy answers
 /// each client with a gateway error in Vault's shape or keeps it until it gives up, and
 /// serves again once the server is back.
+///
+/// FIXME(#5): `BAO_CLIENT_TIMEOUT`/`VAULT_CLIENT_TIMEOUT` are not read, so a client of a hung
+/// server is held for 60 s per attempt before its 502; the reference agent lets an operator
+/// shorten that.
 #[test]
 fn a_paused_server_keeps_the_token_and_the_proxy_recovers() {
     let vault = e2e::vault_or_skip!();
@@ -215,8 +219,7 @@ fn a_paused_server_keeps_the_token_and_the_proxy_recovers() {
         match outcome {
             Outcome::TimedOut => {}
             answer @ Outcome::Answer {
-                status: 502..=504,
-                ..
+                status: 502..=504, ..
             } => {
                 assert!(answer.is_vault_error(), "{answer:?}");
             }
@@ -327,7 +330,7 @@ fn a_renewal_failing_while_the_server_is_down_keeps_the_token() {
     let renewed_before = renewals_of(&server, &token);
     server.kill().unwrap();
     agent
-        .wait_for_log("cannot renew the token", ttl / 3)
+        .wait_for_log("cannot renew the token", down + ttl / 3)
         .unwrap();
     server.restart().unwrap();
 
@@ -635,7 +638,7 @@ fn an_agent_killed_while_writing_its_sink_leaves_a_whole_token() {
     let mut logs = String::new();
     while started.elapsed() < duration {
         let agent = Agent::start(&setup.config, &[]).unwrap();
-        pause(Duration::from_millis(300 + fastrand_ms(2700)));
+        pause(Duration::from_millis(300 + clock_jitter_ms(2700)));
         agent.signal(Signal::SIGKILL).unwrap();
         logs.push_str(&agent.logs());
         drop(agent);
@@ -685,7 +688,7 @@ fn count_lines(logs: &str, needle: &str) -> usize {
 
 /// A pseudo-random number of milliseconds below `below`, from the clock (good enough to
 /// spread kills over a write cycle).
-fn fastrand_ms(below: u64) -> u64 {
+fn clock_jitter_ms(below: u64) -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

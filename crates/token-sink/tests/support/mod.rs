@@ -27,9 +27,7 @@ pub(crate) fn skip_unless_allowed(reason: &str) {
     if env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{reason} (CI=true, so this is a failure, not a skip)");
     }
-    eprintln!(
-        "skipped: {reason}; run `cargo xtask ci` or `cargo xtask e2e`, which install it"
-    );
+    eprintln!("skipped: {reason}; run `cargo xtask ci` or `cargo xtask e2e`, which install it");
 }
 
 pub(crate) fn script(name: &str) -> PathBuf {

@@ -10,12 +10,14 @@
 //!
 //! Request rules, in order:
 //! - A path with a `.` or `..` segment, written plainly or percent-encoded, is refused with 400
-//!   and not forwarded; nothing else about a path is changed or refused.
+//!   and not forwarded. Any other path is put in the form Vault acts on (escaped `/` and
+//!   unreserved characters decoded, runs of `/` made one), so that every rule below reads
+//!   the route Vault will run; nothing else about a path is changed or refused.
 //! - A body over the listener's `max_request_size` gets 413 and is not forwarded; what the
 //!   client is still sending is read and dropped first (2 s at most), so that it reads the 413
 //!   rather than a reset. A client waiting for `100 Continue` gets the 413 at once.
 //! - Hop-by-hop headers (and those named in `Connection`) and `Host` are dropped; method
-//!   (`LIST` included), path and query go byte for byte.
+//!   (`LIST` included), the path so put, and the query go byte for byte.
 //! - Token: the client's `X-Vault-Token`; with [`UseAutoAuthToken::Enabled`] the auto-auth
 //!   token when the client sent none or an empty one; with [`UseAutoAuthToken::Force`] always
 //!   the auto-auth token. Before the first login there is no auto-auth token to use.

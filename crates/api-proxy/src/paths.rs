@@ -3,11 +3,12 @@
 
 use std::borrow::Cow;
 
-use http::HeaderMap;
 use http::header::{
     CONNECTION, CONTENT_LENGTH, EXPECT, HOST, HeaderName, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION,
     TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Uri};
 
 /// Headers that describe one connection, not the message, and never cross the proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -29,9 +30,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// answer such a path with a redirect to its cleaned form, so no client relies on them, and a
 /// proxy that passed them on could be steered to a route other than the one it checked.
 ///
-/// Everything else goes through untouched, including dots inside a segment (`my.app`,
-/// `a..b`), empty segments (`//`), a trailing `/`, and a mount that happens to be called `v1`
-/// (`/v1/v1/...`): once dot segments are gone, a second `v1` can only name a mount.
+/// Everything else is allowed, including dots inside a segment (`my.app`, `a..b`), empty
+/// segments (`//`, which [`canonical_uri`] removes), a trailing `/`, and a mount that happens
+/// to be called `v1` (`/v1/v1/...`): once dot segments are gone, a second `v1` can only name a
+/// mount.
 pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
     // Nearly every path has neither: skip the decoding.
     if !path.bytes().any(|b| b == b'.' || b == b'%') {
@@ -44,6 +46,65 @@ pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
         return Err("dot segments (. or ..) are not allowed in a request path");
     }
     Ok(())
+}
+
+/// The request target rewritten to the path Vault acts on, when the client spelled it
+/// another way; `None` when it is already in that form. Run after [`check_path`].
+///
+/// Vault decodes every percent-escape in a path, and answers a path with empty segments with a
+/// redirect to its cleaned form, which the forward follows. So `auth/token%2Frevoke-self`,
+/// `auth/token/revok%65-self` and `auth//token/revoke-self` all revoke a token. Every rule of
+/// the proxy and the cache (token routes, revocations, routes never cached) reads the path, so
+/// it must read the one Vault acts on: escapes of `/` and of unreserved characters are decoded
+/// and runs of `/` become one. Other escapes (`%20`, `%3F`, `%25`) stay as written, since
+/// decoded they would change the request target; no route name contains those characters.
+pub(crate) fn canonical_uri(uri: &Uri) -> Result<Option<Uri>, &'static str> {
+    let Some(path) = canonical_path(uri.path()) else {
+        return Ok(None);
+    };
+
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(target).map_err(|_| UNREADABLE)?);
+    Uri::from_parts(parts).map(Some).map_err(|_| UNREADABLE)
+}
+
+const UNREADABLE: &str = "the path cannot be put in the form Vault reads";
+
+fn canonical_path(path: &str) -> Option<String> {
+    // Nearly every path is already canonical: skip the copy.
+    if !path.contains('%') && !path.contains("//") {
+        return None;
+    }
+
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let (byte, width) = match bytes[i] {
+            b'%' => match hex_byte(bytes.get(i + 1..i + 3)) {
+                Some(decoded) if decoded == b'/' || is_unreserved(decoded) => (decoded, 3),
+                _ => (b'%', 1),
+            },
+            other => (other, 1),
+        };
+        i += width;
+        if !(byte == b'/' && out.last() == Some(&b'/')) {
+            out.push(byte);
+        }
+    }
+
+    // Only ASCII was decoded or dropped, so the text stays UTF-8.
+    let canonical = String::from_utf8(out).ok()?;
+    (canonical != path).then_some(canonical)
+}
+
+/// RFC 3986's unreserved characters: an escape of one means the character itself.
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
 }
 
 /// Removes hop-by-hop headers (and those the `Connection` header names), plus `Host`,
@@ -132,10 +193,8 @@ fn percent_decode(text: &str) -> Cow<'_, [u8]> {
     let mut i = 0;
     while i < bytes.len() {
         let escaped = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            .then(|| hex_byte(bytes.get(i + 1..i + 3)))
+            .flatten();
         match escaped {
             Some(byte) => {
                 out.push(byte);
@@ -148,6 +207,12 @@ fn percent_decode(text: &str) -> Cow<'_, [u8]> {
         }
     }
     Cow::Owned(out)
+}
+
+/// The byte two hex digits stand for.
+fn hex_byte(digits: Option<&[u8]>) -> Option<u8> {
+    let digits = std::str::from_utf8(digits?).ok()?;
+    u8::from_str_radix(digits, 16).ok()
 }
 
 fn strip_connection_named(headers: &mut HeaderMap) {
@@ -199,6 +264,41 @@ mod tests {
         check("/v1/secret/.%2e/sys/seal", true);
         check("/v1/secret%2f..%2fsys/seal", true);
         check("/agent/v1/../../v1/sys/seal", true);
+    }
+
+    #[test]
+    fn paths_are_put_in_the_form_vault_acts_on() {
+        fn check(target: &str, expected: Option<&str>) {
+            let uri: Uri = target.parse().unwrap();
+            let got = canonical_uri(&uri).unwrap().map(|uri| uri.to_string());
+            assert_eq!(got.as_deref(), expected, "{target}");
+        }
+
+        check("/v1/secret/data/app", None);
+        check("/v1/secret/data/app/?list=true", None);
+        check("/v1/secret/data/a%20b%3F%25%2", None);
+        check("/v1/secret/data/%zz%", None);
+        check(
+            "/v1/auth/token%2Frevoke-self",
+            Some("/v1/auth/token/revoke-self"),
+        );
+        check(
+            "/v1/auth/token%2frevoke-self",
+            Some("/v1/auth/token/revoke-self"),
+        );
+        check(
+            "/v1/auth/token/revok%65-self",
+            Some("/v1/auth/token/revoke-self"),
+        );
+        check("/%76%31/sys/%7e%5F%2D%2E", Some("/v1/sys/~_-."));
+        check("/v1//auth///token/x//", Some("/v1/auth/token/x/"));
+        check("//v1/sys/health", Some("/v1/sys/health"));
+        check("/v1/a%2F%2Fb%2f/c", Some("/v1/a/b/c"));
+        check("/v1/a%252F?x=%2F//", None);
+        check(
+            "http://vault:8200/v1//sys/health?a=%2F",
+            Some("http://vault:8200/v1/sys/health?a=%2F"),
+        );
     }
 
     #[test]

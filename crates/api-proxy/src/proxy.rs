@@ -23,8 +23,8 @@ use crate::body::{Bounded, Prefixed, read_bounded, read_request_body};
 use crate::error::ProxyError;
 use crate::metrics::{Counter, Metrics};
 use crate::paths::{
-    TokenRoute, check_path, may_revoke, needs_namespace_header, strip_request_headers,
-    strip_response_headers, token_route,
+    TokenRoute, canonical_uri, check_path, may_revoke, needs_namespace_header,
+    strip_request_headers, strip_response_headers, token_route,
 };
 use crate::settings::UseAutoAuthToken;
 use crate::token::{AutoAuthSlot, AutoAuthToken};
@@ -178,7 +178,11 @@ impl ProxyState {
 
     async fn forward(&self, request: Request<Body>, limit: usize) -> Result<Response, ProxyError> {
         let (mut parts, body) = request.into_parts();
-        check_path(parts.uri.path()).map_err(|reason| ProxyError::PathRefused { reason })?;
+        let refused = |reason| ProxyError::PathRefused { reason };
+        check_path(parts.uri.path()).map_err(refused)?;
+        if let Some(uri) = canonical_uri(&parts.uri).map_err(refused)? {
+            parts.uri = uri;
+        }
         let body = read_request_body(body, &parts.headers, limit).await?;
 
         strip_request_headers(&mut parts.headers);

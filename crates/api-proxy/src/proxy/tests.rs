@@ -239,13 +239,41 @@ async fn path_tricks_are_refused_without_forwarding() {
     }
     assert_eq!(upstream.count(), 0);
 
-    for target in [
-        "/v1/v1/data/app",
-        "/v1/secret/data/my..app",
-        "/v1//sys/health",
-    ] {
+    for target in ["/v1/v1/data/app", "/v1/secret/data/my..app"] {
         send(&app, get(target)).await;
         assert_eq!(upstream.last().target, target);
+    }
+}
+
+/// Vault decodes percent-escapes, and answers a path with empty segments with a redirect to
+/// its cleaned form, which the client follows. What the proxy recognises (token routes,
+/// revocations, routes never cached) must be what Vault acts on, so it sends that form.
+#[tokio::test]
+async fn paths_vault_reads_alike_go_upstream_in_the_form_vault_acts_on() {
+    let upstream = Upstream::ok().await;
+    let app = app(&Setup::default().state(&upstream.address));
+
+    for (target, sent) in [
+        ("/v1/auth/token%2Flookup-self", "/v1/auth/token/lookup-self"),
+        ("/v1/auth/token/lookup%2dself", "/v1/auth/token/lookup-self"),
+        (
+            "/v1/auth//token///lookup-self",
+            "/v1/auth/token/lookup-self",
+        ),
+        ("/v1//sys/health", "/v1/sys/health"),
+        (
+            "/v1/secret%2fdata%2Fapp?x=%2F&y=a%2e",
+            "/v1/secret/data/app?x=%2F&y=a%2e",
+        ),
+        (
+            "/v1/secret/data/a%20b%25c%3F",
+            "/v1/secret/data/a%20b%25c%3F",
+        ),
+        ("/v1/secret/metadata/", "/v1/secret/metadata/"),
+    ] {
+        let (status, _, _) = send(&app, get(target)).await;
+        assert_eq!(status, StatusCode::OK, "{target}");
+        assert_eq!(upstream.last().target, sent, "{target}");
     }
 }
 
@@ -454,6 +482,56 @@ async fn the_cache_answers_a_repeated_token_creation_and_forgets_it_on_revocatio
     assert_eq!(upstream.count(), 3);
 }
 
+/// A revocation spelled in a way Vault reads as the plain one (an escaped letter or slash, an
+/// empty segment) evicts just the same: a revoked token is never answered from the cache.
+#[tokio::test]
+async fn a_revocation_however_spelled_evicts() {
+    for revoke in [
+        "/v1/auth/token%2Frevoke",
+        "/v1/auth/token/revok%65",
+        "/v1/auth//token/revoke",
+        "/v1/sys/leases%2frevoke/db/creds/app/abc",
+    ] {
+        let upstream = Upstream::start(|received| {
+            if received.target.contains("revoke") {
+                return json_response(StatusCode::NO_CONTENT, "");
+            }
+            if received.target.contains("creds") {
+                return json_response(StatusCode::OK, LEASED);
+            }
+            json_response(StatusCode::OK, CREATED)
+        })
+        .await;
+        let state = Setup {
+            cache: Some(cache_managing_auto_token()),
+            mode: UseAutoAuthToken::Enabled,
+            auto_auth: slot_with_auto_token(),
+            ..Setup::default()
+        }
+        .state(&upstream.address);
+        let app = app(&state);
+        let lease = revoke.contains("leases");
+        let create = || match lease {
+            true => get("/v1/db/creds/app"),
+            false => token_create(None, None),
+        };
+
+        send(&app, create()).await;
+        let (_, headers, _) = send(&app, create()).await;
+        assert_eq!(headers["x-cache"], "HIT", "{revoke}");
+
+        let request = Request::put(revoke)
+            .body(Body::from(r#"{"token":"hvs.child"}"#))
+            .unwrap();
+        let (status, _, _) = send(&app, request).await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{revoke}");
+        assert_eq!(state.cache().unwrap().stats().entries, 0, "{revoke}");
+
+        let (_, headers, _) = send(&app, create()).await;
+        assert_eq!(headers["x-cache"], "MISS", "{revoke}");
+    }
+}
+
 const LEASED: &str = r#"{"request_id":"r2","lease_id":"db/creds/app/abc","renewable":true,"lease_duration":30,"data":{"username":"u"},"wrap_info":null,"warnings":null,"auth":null}"#;
 
 /// `bao lease revoke` sends the lease in the path with `sync=false`, and Vault answers 202:
@@ -630,6 +708,22 @@ async fn lookups_of_the_auto_auth_token_are_sanitised() {
             .body(Body::empty())
             .unwrap(),
         false,
+    )
+    .await;
+
+    // Spellings Vault reads as the same route.
+    for target in [
+        "/v1/auth/token%2flookup-self",
+        "/v1/auth/token/lookup%2Dself",
+        "/v1/auth//token/lookup-self",
+    ] {
+        check(get(target), true).await;
+    }
+    check(
+        Request::put("/v1/auth/token%2Frenew-self")
+            .body(Body::empty())
+            .unwrap(),
+        true,
     )
     .await;
 }

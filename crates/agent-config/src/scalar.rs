@@ -202,10 +202,18 @@ pub(crate) fn mode(value: &Value) -> Result<u32, String> {
     let bits: i64 = match value {
         Value::Int(0, _) => 0,
         Value::Int(decimal, IntForm::HclDecimal) => {
-            return Err(format!(
-                "{decimal} is read as decimal (0o{decimal:o}), which is not a file mode; \
-                 write it in octal with a leading zero, e.g. 0{decimal}"
-            ));
+            // The same digits read as octal are what the author meant, when they are a mode.
+            let meant = parse_octal(&decimal.to_string()).filter(|bits| *bits <= 0o777);
+            return Err(match meant {
+                Some(_) => format!(
+                    "{decimal} is read as decimal (0o{decimal:o}), which is not a file mode; \
+                     write it in octal with a leading zero, e.g. 0{decimal}"
+                ),
+                None => format!(
+                    "{decimal} is not a file mode; write one in octal with a leading zero, \
+                     such as 0640"
+                ),
+            });
         }
         Value::Int(bits, _) => *bits,
         Value::Str(text) => parse_octal(text)
@@ -219,6 +227,9 @@ pub(crate) fn mode(value: &Value) -> Result<u32, String> {
     };
     match u32::try_from(bits) {
         Ok(bits) if bits <= 0o777 => Ok(bits),
+        _ if bits < 0 => Err(format!(
+            "{bits} is not a file mode; only permission bits (0 to 0777) are allowed"
+        )),
         _ => Err(format!(
             "mode 0o{bits:o} has bits above 0o777; only permission bits (0 to 0777) are allowed"
         )),
@@ -352,7 +363,30 @@ mod tests {
                 Value::Int(0o4755, IntForm::HclOctal),
                 Err("bits above 0o777"),
             ),
-            (Value::Int(-1, IntForm::Json), Err("bits above 0o777")),
+            (
+                Value::Int(-1, IntForm::Json),
+                Err("-1 is not a file mode; only permission bits (0 to 0777) are allowed"),
+            ),
+            // Digits that are no octal mode get no suggestion made of them.
+            (
+                Value::Int(99_999_999, IntForm::HclDecimal),
+                Err(
+                    "99999999 is not a file mode; write one in octal with a leading zero, \
+                     such as 0640",
+                ),
+            ),
+            (
+                Value::Int(-1, IntForm::HclDecimal),
+                Err("-1 is not a file mode; write one in octal"),
+            ),
+            (
+                Value::Int(800, IntForm::HclDecimal),
+                Err("800 is not a file mode"),
+            ),
+            (
+                Value::Int(1000, IntForm::HclDecimal),
+                Err("1000 is not a file mode"),
+            ),
             (s("0980"), Err("not an octal mode")),
             (s("rw-r-----"), Err("not an octal mode")),
         ];

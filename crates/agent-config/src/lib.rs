@@ -100,8 +100,8 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     scalar::duration(&tree::Value::Str(text.to_owned()))
 }
 
-/// The files a `-config` path stands for: the file itself, or every regular `*.hcl` and
-/// `*.json` file directly in the directory, sorted by name, skipping editor leftovers.
+/// The files a `-config` path stands for: the file itself, or every `*.hcl` and `*.json` file
+/// directly in the directory, sorted by name, skipping editor leftovers and directories.
 fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     let name: Arc<str> = path.display().to_string().into();
     let at = Location::new(&name, 0);
@@ -123,11 +123,31 @@ fn config_files(path: &Path) -> Result<Vec<PathBuf>, ConfigError> {
             || file_name.starts_with(".#")
             || (file_name.starts_with('#') && file_name.ends_with('#'));
         let is_config = file_name.ends_with(".hcl") || file_name.ends_with(".json");
-        // Symlinks are followed: Kubernetes mounts config maps as links to regular files.
-        let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
-        if is_config && is_file && !is_editor_leftover {
-            files.push(entry.path());
+        if !is_config || is_editor_leftover {
+            continue;
         }
+
+        // Symlinks are followed: Kubernetes mounts config maps as links to regular files. A
+        // config file that cannot be followed, or is no file, is named: skipping it would
+        // drop its settings without a word.
+        let file = entry.path();
+        let unreadable = |error| {
+            let name: Arc<str> = file.display().to_string().into();
+            ConfigError::io(
+                Location::new(&name, 0),
+                "cannot read the config file",
+                error,
+            )
+        };
+        let metadata = std::fs::metadata(&file).map_err(unreadable)?;
+        if metadata.is_dir() {
+            continue;
+        }
+        if !metadata.is_file() {
+            let error = std::io::Error::other("not a regular file");
+            return Err(unreadable(error));
+        }
+        files.push(file);
     }
     files.sort();
 

@@ -758,6 +758,49 @@ listener "unix" {
     assert_eq!(config.listeners[1].location.to_string(), "b.hcl:12");
 }
 
+/// A config file in a directory that cannot be followed (a dangling link, a loop of links) or
+/// is no regular file is an error naming it: skipping it would drop its settings unsaid.
+#[test]
+fn a_directory_entry_that_cannot_be_read_as_a_file_is_named() {
+    fn check(name: &str, make: impl FnOnce(&std::path::Path), expected: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("00-auth.hcl"), AUTH).unwrap();
+        let path = dir.path().join(name);
+        make(&path);
+
+        let opts = LoadOptions {
+            paths: vec![dir.path().to_path_buf()],
+            ..LoadOptions::default()
+        };
+        let error = load(&opts).unwrap_err();
+        let mut text = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            text = format!("{text}: {cause}");
+            source = cause.source();
+        }
+        let named = format!("{}: {expected}", path.display());
+        assert!(text.starts_with(&named), "{name}: {text}");
+    }
+
+    use std::os::unix::fs::symlink;
+    check(
+        "10-gone.hcl",
+        |path| symlink("/nonexistent/agent.hcl", path).unwrap(),
+        "cannot read the config file: No such file or directory",
+    );
+    check(
+        "20-loop.json",
+        |path| symlink(path, path).unwrap(),
+        "cannot read the config file: Too many levels of symbolic links",
+    );
+    check(
+        "30-socket.hcl",
+        |path| drop(std::os::unix::net::UnixListener::bind(path).unwrap()),
+        "cannot read the config file: not a regular file",
+    );
+}
+
 #[test]
 fn a_directory_is_read_in_name_order_skipping_leftovers() {
     let dir = tempfile::tempdir().unwrap();

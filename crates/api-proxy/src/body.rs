@@ -20,10 +20,15 @@ use crate::error::ProxyError;
 /// stops from holding the handler.
 pub(crate) const DRAIN_REFUSED_BODY: Duration = Duration::from_secs(2);
 
+/// How long a client may take to send a whole request body: the time Vault Agent's listener
+/// gives a whole request. A client trickling its body would otherwise hold its connection and
+/// a handler for as long as it likes.
+pub(crate) const READ_REQUEST_BODY: Duration = Duration::from_secs(30);
+
 /// Reads a client's request body, refusing it past `limit` bytes: at once when
-/// `Content-Length` says so, otherwise as soon as the bytes read pass the limit. A refused
-/// body is drained (see [`DRAIN_REFUSED_BODY`]) unless the client is waiting for
-/// `100 Continue` before sending it.
+/// `Content-Length` says so, otherwise as soon as the bytes read pass the limit, and when it
+/// is not all there within [`READ_REQUEST_BODY`]. A body refused for its size is drained (see
+/// [`DRAIN_REFUSED_BODY`]) unless the client is waiting for `100 Continue` before sending it.
 pub(crate) async fn read_request_body<B>(
     body: B,
     headers: &HeaderMap,
@@ -48,13 +53,17 @@ where
     }
 
     let expected = declared.map_or(0, |length| length as usize);
-    match read_bounded(body, limit, expected).await {
-        Ok(Bounded::Complete(bytes)) => Ok(bytes),
-        Ok(Bounded::Over { rest, .. }) => {
+    let read = tokio::time::timeout(READ_REQUEST_BODY, read_bounded(body, limit, expected));
+    match read.await {
+        Ok(Ok(Bounded::Complete(bytes))) => Ok(bytes),
+        Ok(Ok(Bounded::Over { rest, .. })) => {
             discard(rest).await;
             Err(ProxyError::BodyTooLarge { limit })
         }
-        Err(_) => Err(ProxyError::BodyRead),
+        Ok(Err(_)) => Err(ProxyError::BodyRead),
+        Err(_) => Err(ProxyError::BodyTimeout {
+            after: READ_REQUEST_BODY,
+        }),
     }
 }
 
@@ -318,6 +327,27 @@ mod tests {
         check(&[(CONTENT_LENGTH, "9")], false, 3).await;
         check(&[(CONTENT_LENGTH, "9"), (EXPECT, "100-continue")], false, 0).await;
         check(&[], true, 3).await;
+    }
+
+    /// A client that trickles its body, or stops sending it, gets 408 once the time for a
+    /// whole body is up, instead of holding its connection and handler for as long as it likes.
+    #[tokio::test(start_paused = true)]
+    async fn a_body_not_sent_in_time_is_refused() {
+        let given = Arc::new(AtomicUsize::new(0));
+        let stalled = Watched {
+            chunks: [Bytes::from_static(b"{")].into(),
+            endless: true,
+            given,
+        };
+
+        let started = tokio::time::Instant::now();
+        let read = read_request_body(stalled, &HeaderMap::new(), 1024).await;
+        assert!(matches!(read, Err(ProxyError::BodyTimeout { .. })));
+        assert_eq!(
+            read.unwrap_err().status(),
+            http::StatusCode::REQUEST_TIMEOUT
+        );
+        assert_eq!(started.elapsed(), READ_REQUEST_BODY);
     }
 
     #[tokio::test]

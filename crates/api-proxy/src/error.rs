@@ -1,6 +1,8 @@
 //! Everything the proxy refuses or fails at, and the one place where it becomes a
 //! Vault-shaped answer (`{"errors":["..."]}`) and a log line.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -18,6 +20,10 @@ pub(crate) enum ProxyError {
     /// The client's body could not be read.
     #[error("failed to read request body")]
     BodyRead,
+
+    /// The client did not finish sending its body in time.
+    #[error("request body not received within {} seconds", .after.as_secs())]
+    BodyTimeout { after: Duration },
 
     /// The path tries to step out of where it points.
     #[error("refused request path: {reason}")]
@@ -45,6 +51,7 @@ impl ProxyError {
         match self {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyRead | Self::PathRefused { .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::MissingRequestHeader => StatusCode::PRECONDITION_FAILED,
             Self::Upstream(RequestError::Invalid { .. }) => StatusCode::BAD_REQUEST,
             Self::Upstream(_) | Self::UpstreamBody { .. } => StatusCode::BAD_GATEWAY,

@@ -15,7 +15,9 @@
 //!   the route Vault will run; nothing else about a path is changed or refused.
 //! - A body over the listener's `max_request_size` gets 413 and is not forwarded; what the
 //!   client is still sending is read and dropped first (2 s at most), so that it reads the 413
-//!   rather than a reset. A client waiting for `100 Continue` gets the 413 at once.
+//!   rather than a reset. A client waiting for `100 Continue` gets the 413 at once. A body
+//!   not all sent within 30 s (Vault Agent's time for a whole request) gets 408 and is not
+//!   forwarded.
 //! - Hop-by-hop headers (and those named in `Connection`) and `Host` are dropped; method
 //!   (`LIST` included), the path so put, and the query go byte for byte.
 //! - Token: the client's `X-Vault-Token`; with [`UseAutoAuthToken::Enabled`] the auto-auth

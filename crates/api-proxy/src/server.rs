@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -349,10 +349,17 @@ impl Connection {
         let connection = self.builder.serve_connection(TokioIo::new(io), service);
         tokio::pin!(connection);
         let idle = self.timeouts.idle;
+        // Hyper's header clock starts once the protocol is known; until then nothing bounds
+        // a client that connects and sends nothing, or half an HTTP/2 preface.
+        let first_request_by = activity.base + self.timeouts.header_read;
         let mut closing = false;
 
         loop {
-            let idle_check = tokio::time::sleep_until(activity.idle_deadline(idle));
+            let deadline = match activity.has_begun() {
+                true => activity.idle_deadline(idle),
+                false => first_request_by,
+            };
+            let idle_check = tokio::time::sleep_until(deadline);
             tokio::select! {
                 result = connection.as_mut() => {
                     if let Err(error) = result {
@@ -365,6 +372,10 @@ impl Connection {
                     closing = true;
                 }
                 () = idle_check, if !closing => {
+                    if !activity.has_begun() {
+                        debug!("closing a connection that sent no request in time");
+                        return;
+                    }
                     if activity.is_idle(idle) {
                         debug!("closing an idle connection");
                         connection.as_mut().graceful_shutdown();
@@ -382,6 +393,8 @@ struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds from `base` to the last request's start or end.
     last_ms: AtomicU64,
+    /// Whether a request has begun on this connection yet.
+    begun: AtomicBool,
 }
 
 impl Activity {
@@ -390,10 +403,12 @@ impl Activity {
             base: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            begun: AtomicBool::new(false),
         }
     }
 
     fn begin(self: &Arc<Self>) -> Busy {
+        self.begun.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.touch();
         Busy(self.clone())
@@ -402,6 +417,10 @@ impl Activity {
     fn touch(&self) {
         let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn has_begun(&self) -> bool {
+        self.begun.load(Ordering::Relaxed)
     }
 
     fn idle_deadline(&self, idle: Duration) -> Instant {

@@ -127,7 +127,8 @@ pub enum UseAutoAuthToken {
 pub struct ServeTimeouts {
     /// Longest wait for a request's headers, and for a TLS handshake (10 s). The HTTP/1
     /// server starts this clock as soon as it waits for the next request, so an HTTP/1
-    /// keep-alive connection idle for this long is closed too; clients reconnect.
+    /// keep-alive connection idle for this long is closed too; clients reconnect. A new
+    /// connection of either protocol that begins no request within it is closed as well.
     pub header_read: Duration,
     /// A connection with no request in flight for this long is closed (5 min); in practice
     /// this governs HTTP/2, where the header clock does not run between requests.

@@ -146,6 +146,40 @@ async fn idle_means_no_request_in_flight_for_the_whole_timeout() {
     assert!(activity.is_idle(idle));
 }
 
+/// A client that connects and sends nothing, or only the start of the HTTP/2 preface, is cut
+/// off after the header-read timeout. Hyper's own clock starts only once the protocol is
+/// known, so without this such a connection would stay for the idle timeout (5 min), and
+/// enough of them would use up the agent's file descriptors.
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let timeouts = ServeTimeouts {
+        header_read: Duration::from_millis(200),
+        ..ServeTimeouts::default()
+    };
+    let bound = Listener::bind(&tcp(None)).await.unwrap();
+    let address = bound.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let serving = bound
+        .with_timeouts(timeouts)
+        .serve(hello(), shutdown.clone());
+
+    for sent in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        let mut buffer = [0; 64];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buffer)).await;
+        assert!(
+            matches!(read, Ok(Ok(0) | Err(_))),
+            "after sending {sent:?}: the connection is still open"
+        );
+    }
+
+    shutdown.cancel();
+    serving.await.unwrap();
+}
+
 // ---- Unix sockets (B02) --------------------------------------------------------------------
 
 fn is_root() -> bool {

@@ -3,13 +3,20 @@
 use std::io;
 use std::path::Path;
 
+use tokio::io::AsyncReadExt;
 use tracing::{debug, warn};
 use vault_client::SecretValue;
 use zeroize::Zeroizing;
 
 use crate::error::LoginFailed;
 
-/// Reads a credential, without the whitespace around it; an empty file is an error.
+/// The largest credential file read. Role and secret ids are tens of bytes, tokens and JWTs a
+/// few kilobytes; a bigger file is a mistake (a wrong path, `/dev/zero`), and reading it
+/// whole could fill the agent's memory.
+pub(crate) const MAX_CREDENTIAL_BYTES: usize = 1024 * 1024;
+
+/// Reads a credential, without the whitespace around it; an empty file, or one over
+/// [`MAX_CREDENTIAL_BYTES`], is an error.
 pub(crate) async fn read_credential(
     path: &Path,
     what: &'static str,
@@ -19,7 +26,7 @@ pub(crate) async fn read_credential(
         path: path.to_owned(),
         source,
     };
-    let content = Zeroizing::new(tokio::fs::read_to_string(path).await.map_err(read_failed)?);
+    let content = read_bounded(path).await.map_err(read_failed)?;
 
     let value = content.trim();
     if value.is_empty() {
@@ -29,6 +36,27 @@ pub(crate) async fn read_credential(
         });
     }
     Ok(SecretValue::new(value))
+}
+
+/// The file's text, refused past [`MAX_CREDENTIAL_BYTES`]; sized up front so that the secret
+/// is not left behind in buffers outgrown while reading.
+async fn read_bounded(path: &Path) -> io::Result<Zeroizing<String>> {
+    let file = tokio::fs::File::open(path).await?;
+    let size = file.metadata().await?.len();
+    let capacity =
+        usize::try_from(size).map_or(MAX_CREDENTIAL_BYTES, |size| size.min(MAX_CREDENTIAL_BYTES));
+
+    let mut bytes = Zeroizing::new(Vec::with_capacity(capacity + 1));
+    let limit = MAX_CREDENTIAL_BYTES as u64 + 1;
+    file.take(limit).read_to_end(&mut bytes).await?;
+    if bytes.len() > MAX_CREDENTIAL_BYTES {
+        let message = "it holds more than 1 MiB, which is no credential";
+        return Err(io::Error::new(io::ErrorKind::InvalidData, message));
+    }
+
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not UTF-8 text"))?;
+    Ok(Zeroizing::new(text.to_owned()))
 }
 
 /// True when reading failed because the file is not there (anymore).
@@ -88,6 +116,29 @@ mod tests {
 
     use super::*;
     use crate::test_log::Captured;
+
+    /// A credential is a few hundred bytes; a far bigger file, or an endless one such as
+    /// `/dev/zero` named by mistake, is refused after a bound's worth instead of filling
+    /// memory and then going to Vault whole.
+    #[tokio::test]
+    async fn an_oversized_credential_file_is_refused_unread() {
+        let dir = TempDir::new().unwrap();
+        let fits = dir.path().join("fits");
+        std::fs::write(&fits, vec![b'a'; MAX_CREDENTIAL_BYTES]).unwrap();
+        let over = dir.path().join("over");
+        std::fs::write(&over, vec![b'a'; MAX_CREDENTIAL_BYTES + 1]).unwrap();
+
+        for path in [over.as_path(), Path::new("/dev/zero")] {
+            let error = read_credential(path, "role_id").await.unwrap_err();
+            let expected = format!(
+                "cannot read the role_id file {}: it holds more than 1 MiB, which is no credential",
+                path.display()
+            );
+            assert_eq!(crate::error::Chain(&error).to_string(), expected);
+        }
+        let read = read_credential(&fits, "role_id").await.unwrap();
+        assert_eq!(read.expose().len(), MAX_CREDENTIAL_BYTES);
+    }
 
     #[tokio::test]
     async fn a_failing_removal_warns_once_until_a_removal_succeeds() {

@@ -14,6 +14,7 @@ use tracing::{debug, instrument};
 use zeroize::Zeroize;
 
 use crate::error::{BuildError, RequestError, redact};
+use crate::relay::Relay;
 use crate::retry::{self, Resend, Verdict};
 use crate::secret::{SecretData, Token, wipe_json};
 use crate::settings::{ClientSettings, RetryPolicy};
@@ -33,7 +34,9 @@ pub const WRAP_TTL_HEADER: HeaderName = HeaderName::from_static("x-vault-wrap-tt
 /// sinks) so that their settings and connections stay apart.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    /// Where [`Client::forward`] sends, unless a proxy from the environment applies.
+    pub(crate) relay: Option<Relay>,
     endpoint: Arc<Endpoint>,
     namespace: Option<HeaderValue>,
     retry: RetryPolicy,
@@ -49,13 +52,14 @@ struct Endpoint {
 impl Client {
     /// Builds a client; fails naming the setting or file at fault.
     pub fn new(settings: &ClientSettings) -> Result<Self, BuildError> {
-        let (http, target) = transport::build(settings)?;
+        let transport = transport::build(settings)?;
         let namespace = namespace_header(settings.namespace.as_deref())?;
 
         Ok(Self {
-            http,
+            http: transport.http,
+            relay: transport.relay,
             endpoint: Arc::new(Endpoint {
-                base: target.base,
+                base: transport.base,
                 address: settings.address.clone(),
             }),
             namespace,
@@ -284,7 +288,7 @@ impl Client {
             Err(error) => Err(RequestError::Unreachable {
                 address: self.endpoint.address.clone(),
                 attempts,
-                reason: describe(&error),
+                reason: describe_reqwest(&error),
                 source: error.without_url().into(),
             }),
         }
@@ -607,19 +611,18 @@ fn judge(outcome: &Result<reqwest::Response, reqwest::Error>, retry_status: bool
     match outcome {
         Ok(response) if retry_status => retry::judge_status(response.status(), response.headers()),
         Ok(_) => Verdict::Final,
-        Err(error) if is_retryable_error(error) => Verdict::Retry {
-            after: None,
-            reason: describe(error),
-        },
+        Err(error) if !error.is_builder() && !error.is_redirect() && is_retryable(error) => {
+            Verdict::Retry {
+                after: None,
+                reason: describe_reqwest(error),
+            }
+        }
         Err(_) => Verdict::Final,
     }
 }
 
-/// Everything but a refused TLS handshake or an unusable request is worth another try.
-fn is_retryable_error(error: &reqwest::Error) -> bool {
-    if error.is_builder() || error.is_redirect() {
-        return false;
-    }
+/// Everything but a refused TLS handshake is worth another try.
+pub(crate) fn is_retryable(error: &(dyn std::error::Error + 'static)) -> bool {
     // TLS failures (untrusted certificate, wrong name, not TLS at all) reach us as
     // "invalid data" I/O errors; they will fail the same way every time.
     !causes(error).any(|cause| {
@@ -629,13 +632,17 @@ fn is_retryable_error(error: &reqwest::Error) -> bool {
     })
 }
 
-/// The innermost cause of a failed request, in a few words.
-pub(crate) fn describe(error: &reqwest::Error) -> String {
-    use std::io::ErrorKind;
-
+/// [`describe`] for reqwest, which knows a timeout when it sees one.
+pub(crate) fn describe_reqwest(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "timed out".to_owned();
     }
+    describe(error)
+}
+
+/// The innermost cause of a failed request, in a few words.
+pub(crate) fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    use std::io::ErrorKind;
 
     let mut reason = None;
     for cause in causes(error) {

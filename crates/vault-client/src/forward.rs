@@ -5,10 +5,16 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use http::header::HOST;
+use http::uri::PathAndQuery;
 use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+use tracing::debug;
 
-use crate::client::{Client, Outgoing, TOKEN_HEADER, describe};
+use crate::client::{Client, Outgoing, TOKEN_HEADER, describe, describe_reqwest};
 use crate::error::{BoxError, RequestError};
+use crate::relay::{AttemptError, Prepared, Relay};
+use crate::retry::{self, Resend, Verdict};
 
 impl Client {
     /// Sends a request to Vault untouched and hands back its answer untouched.
@@ -21,22 +27,20 @@ impl Client {
     /// them (hop-by-hop ones included) and its body streams, still compressed if it was.
     ///
     /// Retries follow the client's policy; an attempt that is retried is never seen by
-    /// the caller. Errors only when Vault could not be reached.
+    /// the caller. One redirect is followed, as Vault's own client does. Errors only when
+    /// Vault could not be reached.
     pub async fn forward(
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<ForwardBody>, RequestError> {
         let (parts, body) = request.into_parts();
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |path_and_query| path_and_query.as_str());
-        if !path_and_query.starts_with('/') {
+        let root = PathAndQuery::from_static("/");
+        let path_and_query = parts.uri.path_and_query().unwrap_or(&root);
+        if !path_and_query.as_str().starts_with('/') {
             return Err(RequestError::Invalid {
                 reason: "the request target must be a path".to_owned(),
             });
         }
-        let url = self.url(path_and_query)?;
 
         let mut headers = parts.headers;
         headers.remove(HOST);
@@ -44,15 +48,91 @@ impl Client {
             token.set_sensitive(true);
         }
 
-        let request = Outgoing {
-            method: parts.method,
-            url,
-            headers,
-            body: (!body.is_empty()).then_some(body),
-        };
-        let response = self.send(request, parts.uri.path(), true).await?;
+        let path = parts.uri.path();
+        match &self.relay {
+            Some(relay) => {
+                let request = relay.prepare(parts.method, path_and_query, headers, body)?;
+                self.relay_with_retries(relay, request, path).await
+            }
+            None => {
+                let request = Outgoing {
+                    method: parts.method,
+                    url: self.url(path_and_query.as_str())?,
+                    headers,
+                    body: (!body.is_empty()).then_some(body),
+                };
+                let response = self.send(request, path, true).await?;
+                Ok(http::Response::from(response).map(ForwardBody::proxied))
+            }
+        }
+    }
 
-        Ok(http::Response::from(response).map(|body| ForwardBody { inner: body }))
+    /// Sends through the relay under the retry policy, then follows one redirect.
+    async fn relay_with_retries(
+        &self,
+        relay: &Relay,
+        request: Prepared,
+        path: &str,
+    ) -> Result<http::Response<ForwardBody>, RequestError> {
+        let mut request = request;
+        let mut redirected = false;
+
+        loop {
+            let (outcome, attempts) = retry::run(
+                self.retry_policy(),
+                path,
+                Attempt(&request),
+                |Attempt(request)| relay.send(request),
+                judge,
+            )
+            .await;
+
+            let response = outcome.map_err(|error| RequestError::Unreachable {
+                address: self.address().to_owned(),
+                attempts,
+                reason: describe(&error),
+                source: error.into(),
+            })?;
+            if !redirected
+                && let Some(next) = request.redirected(response.status(), response.headers())
+            {
+                debug!(
+                    path,
+                    status = response.status().as_u16(),
+                    "following a redirect"
+                );
+                request = next;
+                redirected = true;
+                continue;
+            }
+
+            let status = response.status().as_u16();
+            debug!(method = %request.method(), path, status, attempts, "vault answered");
+            return Ok(response);
+        }
+    }
+}
+
+/// One attempt's view of a prepared request: sending borrows it, so nothing is copied
+/// for the retry policy's sake.
+#[derive(Clone, Copy)]
+struct Attempt<'a>(&'a Prepared);
+
+impl Resend for Attempt<'_> {
+    fn resend(&self) -> Self {
+        *self
+    }
+}
+
+/// Retry on connection errors and timeouts, and on the statuses Vault's client retries.
+fn judge(outcome: &Result<http::Response<ForwardBody>, AttemptError>) -> Verdict {
+    match outcome {
+        Ok(response) => retry::judge_status(response.status(), response.headers()),
+        Err(error) if crate::client::is_retryable(error) => Verdict::Retry {
+            after: None,
+            reason: describe(error),
+        },
+        Err(_) => Verdict::Final,
     }
 }
 
@@ -62,10 +142,33 @@ impl Client {
 /// without copying.
 #[derive(Debug)]
 pub struct ForwardBody {
-    inner: reqwest::Body,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    /// From the relay, with the deadline of the attempt it belongs to.
+    Relayed {
+        body: Incoming,
+        deadline: Pin<Box<Sleep>>,
+    },
+    /// From reqwest, which enforces the timeout itself.
+    Proxied(reqwest::Body),
 }
 
 impl ForwardBody {
+    pub(crate) fn relayed(body: Incoming, deadline: Pin<Box<Sleep>>) -> Self {
+        Self {
+            inner: Inner::Relayed { body, deadline },
+        }
+    }
+
+    pub(crate) fn proxied(body: reqwest::Body) -> Self {
+        Self {
+            inner: Inner::Proxied(body),
+        }
+    }
+
     /// Reads the whole body (to cache it, for instance); one chunk is returned without
     /// copying.
     pub async fn to_bytes(mut self) -> Result<Bytes, ForwardBodyError> {
@@ -103,21 +206,43 @@ impl Body for ForwardBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ForwardBodyError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx).map_err(|error| {
-            let reason = describe(&error);
-            ForwardBodyError {
-                reason,
-                source: error.without_url().into(),
+        match &mut self.inner {
+            Inner::Relayed { body, deadline } => {
+                let polled = Pin::new(body).poll_frame(cx);
+                // The timer only needs arming when the body makes us wait.
+                if polled.is_pending() && deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(ForwardBodyError {
+                        reason: "timed out".to_owned(),
+                        source: AttemptError::TimedOut.into(),
+                    })));
+                }
+                polled.map_err(|error| ForwardBodyError {
+                    reason: describe(&error),
+                    source: error.into(),
+                })
             }
-        })
+            Inner::Proxied(body) => Pin::new(body).poll_frame(cx).map_err(|error| {
+                let reason = describe_reqwest(&error);
+                ForwardBodyError {
+                    reason,
+                    source: error.without_url().into(),
+                }
+            }),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Relayed { body, .. } => body.is_end_stream(),
+            Inner::Proxied(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Relayed { body, .. } => body.size_hint(),
+            Inner::Proxied(body) => body.size_hint(),
+        }
     }
 }
 
@@ -158,9 +283,9 @@ mod tests {
     #[tokio::test]
     async fn to_bytes_joins_the_chunks() {
         async fn check(chunks: &[&'static str], expected: &str) {
-            let body = ForwardBody {
-                inner: reqwest::Body::wrap(Chunks(chunks.iter().copied().collect())),
-            };
+            let body = ForwardBody::proxied(reqwest::Body::wrap(Chunks(
+                chunks.iter().copied().collect(),
+            )));
             let bytes = body.to_bytes().await.unwrap();
             assert_eq!(bytes, expected.as_bytes(), "{chunks:?}");
         }

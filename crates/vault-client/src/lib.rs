@@ -6,7 +6,9 @@
 //! response wrapping, health), which return small structs such as [`AuthInfo`] and
 //! [`TokenInfo`]; and [`Client::forward`], which relays a client's request verbatim and
 //! streams the answer back as a [`ForwardBody`], for the caching proxy. Both retry like
-//! Vault's own client. Tokens are [`Token`]s, which never print; failures are a
+//! Vault's own client. Typed calls go through reqwest; forwarding, the proxy's hot path,
+//! goes straight to hyper's connection pool (unless a proxy from the environment applies);
+//! both use one rustls configuration. Tokens are [`Token`]s, which never print; failures are a
 //! [`BuildError`] or a [`RequestError`], neither of which ever holds a secret.
 //!
 //! The crate deliberately knows nothing of the configuration file, of when to log in or
@@ -16,6 +18,7 @@
 mod client;
 mod error;
 mod forward;
+mod relay;
 mod retry;
 mod secret;
 mod settings;

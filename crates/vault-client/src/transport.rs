@@ -1,5 +1,6 @@
-//! Turns [`ClientSettings`] into a configured HTTP client: the address, TLS material and
-//! connection pool.
+//! Turns [`ClientSettings`] into the two HTTP stacks of a client: reqwest for typed calls,
+//! and the [`Relay`] for forwarding. Both are built from one TLS configuration, so they
+//! trust the same servers and present the same certificate.
 
 use std::fs;
 use std::net::SocketAddr;
@@ -8,17 +9,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
+use hyper_util::client::proxy::matcher::Matcher;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::{Certificate, Identity, Url, redirect};
+use reqwest::{Url, redirect};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use tracing::debug;
 use zeroize::Zeroizing;
 
 use crate::error::BuildError;
+use crate::relay::Relay;
 use crate::settings::ClientSettings;
 
 /// Longest wait for a TCP connection and TLS handshake, within the request timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Host part of request URLs sent over a Unix socket, where the URL names no server.
 const UNIX_SOCKET_BASE: &str = "http://localhost";
@@ -39,16 +46,50 @@ pub(crate) struct Target {
 ///
 /// The name goes into the request URL, so that the TLS layer sends it as SNI and verifies
 /// the certificate against it, and resolving it yields the real host's addresses.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PinnedName {
-    name: String,
-    host: String,
+    pub(crate) name: String,
+    pub(crate) host: String,
 }
 
-/// Builds the HTTP client for `settings`, and the URL prefix of its requests.
-pub(crate) fn build(settings: &ClientSettings) -> Result<(reqwest::Client, Target), BuildError> {
-    let mut target = parse_address(&settings.address, settings.tls_server_name.as_deref())?;
+/// What a client sends through.
+pub(crate) struct Transport {
+    /// Typed calls, and forwarding when a proxy from the environment applies.
+    pub(crate) http: reqwest::Client,
+    /// Forwarding, straight to Vault; `None` when a proxy from the environment applies,
+    /// which reqwest knows how to go through.
+    pub(crate) relay: Option<Relay>,
+    /// Scheme, authority and path prefix of every request, without a trailing slash.
+    pub(crate) base: String,
+}
 
+/// Builds the HTTP stacks for `settings`.
+pub(crate) fn build(settings: &ClientSettings) -> Result<Transport, BuildError> {
+    let target = parse_address(&settings.address, settings.tls_server_name.as_deref())?;
+    let tls = tls_config(settings)?;
+
+    let proxied = target.unix_socket.is_none() && proxy_applies(&target.base);
+    let relay = if proxied {
+        debug!("a proxy from the environment applies to the Vault address; forwarding through it");
+        None
+    } else {
+        Some(Relay::new(&target, &tls, settings)?)
+    };
+    let http = reqwest_client(settings, &target, tls)?;
+
+    Ok(Transport {
+        http,
+        relay,
+        base: target.base,
+    })
+}
+
+/// The reqwest client of typed calls.
+fn reqwest_client(
+    settings: &ClientSettings,
+    target: &Target,
+    tls: Arc<ClientConfig>,
+) -> Result<reqwest::Client, BuildError> {
     // Vault's own client follows one redirect (a standby pointing at the active node).
     let redirects = redirect::Policy::custom(|attempt| {
         if attempt.previous().len() > 1 {
@@ -66,44 +107,169 @@ pub(crate) fn build(settings: &ClientSettings) -> Result<(reqwest::Client, Targe
         .no_gzip()
         .no_brotli()
         .no_deflate()
-        .no_zstd();
+        .no_zstd()
+        .tls_backend_preconfigured(Arc::unwrap_or_clone(tls));
 
-    if !settings.user_agent.is_empty() {
-        let agent =
-            HeaderValue::from_str(&settings.user_agent).map_err(|_| BuildError::Header {
-                setting: "user_agent",
-            })?;
+    if let Some(agent) = user_agent(settings)? {
         builder = builder.user_agent(agent);
     }
-    let idle = if settings.disable_keep_alives || settings.disable_idle_connections {
-        0
-    } else {
-        max_idle_per_host()
-    };
-    builder = builder.pool_max_idle_per_host(idle);
+    builder = builder.pool_max_idle_per_host(max_idle_per_host(settings));
     if let Some(socket) = &target.unix_socket {
         builder = builder.unix_socket(socket.as_path());
     }
-    if let Some(pinned) = target.pinned.take() {
-        builder = builder.dns_resolver(Arc::new(pinned));
+    if let Some(pinned) = &target.pinned {
+        builder = builder.dns_resolver(Arc::new(pinned.clone()));
     }
 
-    // reqwest takes the process-wide rustls crypto provider when the binary installed one,
-    // and aws-lc-rs otherwise, so the client needs none installed to work.
-    builder = tls(builder, settings)?;
-
-    let client = builder.build().map_err(|error| BuildError::Http {
+    builder.build().map_err(|error| BuildError::Http {
         source: error.into(),
-    })?;
-    Ok((client, target))
+    })
 }
 
-/// How many idle connections the pool keeps to Vault: one per CPU and one more, as the Go
-/// transport of Vault's own client. A burst of requests opens as many connections as it
-/// needs; once it is over, all but these close at once instead of holding a descriptor
-/// each until their idle timeout.
-fn max_idle_per_host() -> usize {
+/// How many idle connections a pool keeps to Vault: one per CPU and one more, as the Go
+/// transport of Vault's own client; none when keep-alives or idle connections are off. A
+/// burst of requests opens as many connections as it needs; once it is over, all but these
+/// close at once instead of holding a descriptor each until their idle timeout.
+pub(crate) fn max_idle_per_host(settings: &ClientSettings) -> usize {
+    if settings.disable_keep_alives || settings.disable_idle_connections {
+        return 0;
+    }
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get) + 1
+}
+
+/// The `User-Agent` of requests that carry none, unless it is configured empty.
+pub(crate) fn user_agent(settings: &ClientSettings) -> Result<Option<HeaderValue>, BuildError> {
+    if settings.user_agent.is_empty() {
+        return Ok(None);
+    }
+    HeaderValue::from_str(&settings.user_agent)
+        .map(Some)
+        .map_err(|_| BuildError::Header {
+            setting: "user_agent",
+        })
+}
+
+/// Whether `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` (less `NO_PROXY`) sends requests for
+/// `base` through a proxy, by the rule reqwest applies.
+fn proxy_applies(base: &str) -> bool {
+    let Ok(uri) = base.parse::<http::Uri>() else {
+        return false;
+    };
+    Matcher::from_system().intercept(&uri).is_some()
+}
+
+/// The TLS configuration both stacks use: the configured CAs (which replace the system's
+/// roots, as with Vault), or the system's verifier; the client certificate; or no
+/// verification at all with `tls_skip_verify`.
+pub(crate) fn tls_config(settings: &ClientSettings) -> Result<Arc<ClientConfig>, BuildError> {
+    // The process-wide provider when the binary installed one, aws-lc-rs otherwise.
+    let provider = CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+    let http_error = |error: rustls::Error| BuildError::Http {
+        source: error.into(),
+    };
+
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(http_error)?;
+    let builder = if settings.tls_skip_verify {
+        let verifier = AcceptAnyCertificate {
+            schemes: provider
+                .signature_verification_algorithms
+                .supported_schemes(),
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+    } else if let Some(roots) = configured_roots(settings)? {
+        builder.with_root_certificates(roots)
+    } else {
+        let verifier = rustls_platform_verifier::Verifier::new(provider).map_err(http_error)?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+    };
+
+    let mut config = match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => {
+            let (chain, private_key) = load_identity(cert, key)?;
+            builder
+                .with_client_auth_cert(chain, private_key)
+                .map_err(|error| BuildError::Identity {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    source: error.into(),
+                })?
+        }
+        (None, None) => builder.with_no_client_auth(),
+        _ => return Err(BuildError::HalfIdentity),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The CAs of `ca_cert` (which wins) or `ca_path`, when one is set.
+fn configured_roots(settings: &ClientSettings) -> Result<Option<RootCertStore>, BuildError> {
+    let files = if let Some(file) = &settings.ca_cert {
+        vec![(file.clone(), load_ca_file(file)?)]
+    } else if let Some(dir) = &settings.ca_path {
+        load_ca_dir(dir)?
+    } else {
+        return Ok(None);
+    };
+
+    let mut roots = RootCertStore::empty();
+    for (path, certs) in files {
+        for cert in certs {
+            roots.add(cert).map_err(|error| BuildError::Certificate {
+                path: path.clone(),
+                source: error.into(),
+            })?;
+        }
+    }
+    Ok(Some(roots))
+}
+
+/// What `tls_skip_verify` asks for: any certificate, any signature.
+#[derive(Debug)]
+struct AcceptAnyCertificate {
+    schemes: Vec<SignatureScheme>,
+}
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Ok(HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.schemes.clone()
+    }
 }
 
 /// Splits an address into the URL prefix of requests and, for `unix://`, the socket path.
@@ -207,42 +373,13 @@ impl Resolve for PinnedName {
     }
 }
 
-/// Applies CA, client certificate and verification settings.
-fn tls(
-    mut builder: reqwest::ClientBuilder,
-    settings: &ClientSettings,
-) -> Result<reqwest::ClientBuilder, BuildError> {
-    // Like Vault, a configured CA replaces the system's roots rather than adding to them.
-    if let Some(file) = &settings.ca_cert {
-        builder = builder.tls_certs_only(load_ca_file(file)?);
-    } else if let Some(dir) = &settings.ca_path {
-        builder = builder.tls_certs_only(load_ca_dir(dir)?);
-    }
-
-    match (&settings.client_cert, &settings.client_key) {
-        (Some(cert), Some(key)) => builder = builder.identity(load_identity(cert, key)?),
-        (None, None) => {}
-        _ => return Err(BuildError::HalfIdentity),
-    }
-
-    if settings.tls_skip_verify {
-        builder = builder.tls_danger_accept_invalid_certs(true);
-    }
-    Ok(builder)
-}
-
 /// Every certificate of a PEM file; at least one.
-pub(crate) fn load_ca_file(path: &Path) -> Result<Vec<Certificate>, BuildError> {
+pub(crate) fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, BuildError> {
     let pem = read(path)?;
 
     let mut certs = Vec::new();
     for der in CertificateDer::pem_slice_iter(&pem) {
-        let der = der.map_err(|error| pem_error(path, &error))?;
-        let cert = Certificate::from_der(&der).map_err(|error| BuildError::Certificate {
-            path: path.to_owned(),
-            source: error.into(),
-        })?;
-        certs.push(cert);
+        certs.push(der.map_err(|error| pem_error(path, &error))?);
     }
 
     if certs.is_empty() {
@@ -253,16 +390,20 @@ pub(crate) fn load_ca_file(path: &Path) -> Result<Vec<Certificate>, BuildError> 
     Ok(certs)
 }
 
-/// Every certificate of every file under a directory, which must all be PEM files.
-pub(crate) fn load_ca_dir(dir: &Path) -> Result<Vec<Certificate>, BuildError> {
+/// Every certificate of every file under a directory, which must all be PEM files; with
+/// the file each came from.
+pub(crate) fn load_ca_dir(
+    dir: &Path,
+) -> Result<Vec<(PathBuf, Vec<CertificateDer<'static>>)>, BuildError> {
     let mut files = Vec::new();
     collect_files(dir, &mut files)?;
     // A stable order keeps error messages reproducible.
     files.sort();
 
     let mut certs = Vec::new();
-    for file in &files {
-        certs.extend(load_ca_file(file)?);
+    for file in files {
+        let found = load_ca_file(&file)?;
+        certs.push((file, found));
     }
 
     if certs.is_empty() {
@@ -275,41 +416,30 @@ pub(crate) fn load_ca_dir(dir: &Path) -> Result<Vec<Certificate>, BuildError> {
 
 /// The client certificate chain and its key, checked one file at a time so that an error
 /// names the file at fault.
-pub(crate) fn load_identity(cert: &Path, key: &Path) -> Result<Identity, BuildError> {
+pub(crate) fn load_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), BuildError> {
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
 
-    let mut chain = 0;
+    let mut chain = Vec::new();
     for der in CertificateDer::pem_slice_iter(&cert_pem) {
-        der.map_err(|error| pem_error(cert, &error))?;
-        chain += 1;
+        chain.push(der.map_err(|error| pem_error(cert, &error))?);
     }
-    if chain == 0 {
+    if chain.is_empty() {
         return Err(BuildError::NoCertificate {
             path: cert.to_owned(),
         });
     }
 
     match PrivateKeyDer::from_pem_slice(&key_pem) {
-        Ok(_) => {}
-        Err(rustls_pki_types::pem::Error::NoItemsFound) => {
-            return Err(BuildError::NoPrivateKey {
-                path: key.to_owned(),
-            });
-        }
-        Err(error) => return Err(pem_error(key, &error)),
+        Ok(private_key) => Ok((chain, private_key)),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(BuildError::NoPrivateKey {
+            path: key.to_owned(),
+        }),
+        Err(error) => Err(pem_error(key, &error)),
     }
-
-    let mut both = Zeroizing::new(Vec::with_capacity(key_pem.len() + cert_pem.len() + 1));
-    both.extend_from_slice(&key_pem);
-    both.push(b'\n');
-    both.extend_from_slice(&cert_pem);
-
-    Identity::from_pem(&both).map_err(|error| BuildError::Identity {
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-        source: error.into(),
-    })
 }
 
 fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), BuildError> {
@@ -572,8 +702,9 @@ mod tests {
             tls_server_name: Some("vault.internal".to_owned()),
             ..ClientSettings::default()
         };
-        let (_, target) = build(&settings).unwrap();
-        assert_eq!(target.base, "https://vault.internal:8200");
+        let transport = build(&settings).unwrap();
+        assert_eq!(transport.base, "https://vault.internal:8200");
+        assert!(transport.relay.is_some());
     }
 
     #[test]
@@ -585,7 +716,9 @@ mod tests {
                 client_key: key.map(PathBuf::from),
                 ..ClientSettings::default()
             };
-            let error = build(&settings).unwrap_err();
+            let Err(error) = build(&settings) else {
+                panic!("a client was built with half an identity");
+            };
             assert!(matches!(error, BuildError::HalfIdentity), "{error}");
         }
 
@@ -634,7 +767,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_a_burst_the_pool_keeps_only_a_few_idle_connections() {
-        async fn check(disable_idle_connections: bool, kept: usize) {
+        async fn check(disable_idle_connections: bool, forward: bool, kept: usize) {
             let burst = 24;
             let (address, mut open) = counting_server(burst).await;
             let settings = ClientSettings {
@@ -642,12 +775,24 @@ mod tests {
                 disable_idle_connections,
                 ..ClientSettings::default()
             };
-            let (client, _) = build(&settings).unwrap();
+            let client = crate::Client::new(&settings).unwrap();
 
             let mut requests = tokio::task::JoinSet::new();
             for _ in 0..burst {
-                let request = client.get(format!("{address}/v1/sys/health"));
-                requests.spawn(async move { request.send().await.unwrap().bytes().await.unwrap() });
+                let client = client.clone();
+                let url = format!("{address}/v1/sys/health");
+                requests.spawn(async move {
+                    if forward {
+                        let request = http::Request::get("/v1/sys/health")
+                            .body(bytes::Bytes::new())
+                            .unwrap();
+                        let answer = client.forward(request).await.unwrap();
+                        answer.into_body().to_bytes().await.unwrap()
+                    } else {
+                        let answer = client.http.get(url).send().await.unwrap();
+                        answer.bytes().await.unwrap()
+                    }
+                });
             }
             let answers = requests.join_all().await;
             assert!(answers.iter().all(|body| body.as_ref() == b"{}"));
@@ -659,11 +804,14 @@ mod tests {
             let open_now = *open.borrow();
             assert!(
                 settled,
-                "{open_now} connections still open, {kept} expected"
+                "forward {forward}: {open_now} connections still open, {kept} expected"
             );
         }
 
-        check(false, max_idle_per_host()).await;
-        check(true, 0).await;
+        let few = max_idle_per_host(&ClientSettings::default());
+        for forward in [false, true] {
+            check(false, forward, few).await;
+            check(true, forward, 0).await;
+        }
     }
 }

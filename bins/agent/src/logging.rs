@@ -348,10 +348,7 @@ struct RotatingFile {
 
 impl RotatingFile {
     fn open(settings: RotateSettings) -> Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&settings.path)
+        let file = open_log_file(&settings.path)
             .with_context(|| format!("opening the log file {}", settings.path.display()))?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(Self {
@@ -392,10 +389,7 @@ impl RotatingFile {
             None => format!("{stem}-{nanos}"),
         };
         std::fs::rename(path, path.with_file_name(rotated_name))?;
-        self.file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
+        self.file = open_log_file(path)?;
         self.written = 0;
         self.opened = SystemTime::now();
         self.prune(&stem, ext.as_deref())
@@ -427,6 +421,18 @@ impl RotatingFile {
         }
         Ok(())
     }
+}
+
+/// Opens a log file for appending, creating it 0640 (less the umask) as Vault does: the
+/// default 0666 would let other users read it, or write into it under a umask of 000.
+fn open_log_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
 }
 
 #[cfg(test)]
@@ -476,5 +482,31 @@ mod tests {
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 3, "current file plus two rotated ones");
         assert_eq!(std::fs::read(&path).unwrap(), b"0123456789\n");
+    }
+
+    /// Log files are created 0640 (less what the umask takes), as Vault creates them: not
+    /// readable by other users, and writable by nobody but the agent, whatever the umask.
+    #[test]
+    fn log_files_are_not_open_to_other_users() {
+        use std::os::unix::fs::PermissionsExt;
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.log");
+        let mut file = RotatingFile::open(RotateSettings {
+            path: path.clone(),
+            max_bytes: 10,
+            max_duration: Duration::ZERO,
+            max_files: 0,
+        })
+        .unwrap();
+        for _ in 0..3 {
+            file.write_line(b"0123456789\n").unwrap();
+        }
+
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & !0o640, 0, "{}: mode {mode:o}", path.display());
+        }
     }
 }

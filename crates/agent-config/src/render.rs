@@ -138,9 +138,25 @@ fn go_duration(value: Duration) -> String {
     }
 }
 
+/// The address with the password of its user info (`scheme://user:password@host`) redacted.
+fn without_password(address: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return address.into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return address.into();
+    };
+    let Some((user, _password)) = user_info.split_once(':') else {
+        return address.into();
+    };
+    format!("{scheme}://{user}:{REDACTED}@{host}{path}").into()
+}
+
 fn vault(out: &mut Out, vault: &Vault) {
     out.open("vault");
-    out.str("address", &vault.address);
+    out.str("address", &without_password(&vault.address));
     out.opt_path("ca_cert", vault.ca_cert.as_deref());
     out.opt_path("ca_path", vault.ca_path.as_deref());
     out.opt_path("client_cert", vault.client_cert.as_deref());

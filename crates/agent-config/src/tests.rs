@@ -1251,6 +1251,35 @@ fn syntax_errors_name_file_and_line() {
     }
 }
 
+/// A password in the Vault address (`https://user:password@host`) is a credential: the dump
+/// (debug logs, `-check`) shows who and where, never the password.
+#[test]
+fn a_password_in_the_vault_address_is_not_dumped() {
+    fn check(address: &str, shown: &str) {
+        let text = format!("vault {{ address = \"{address}\" }}\n{AUTH}");
+        let rendered = config(&text).render_redacted();
+        let line = format!("  address = \"{shown}\"\n");
+        assert!(rendered.contains(&line), "{address}:\n{rendered}");
+    }
+
+    check(
+        "https://agent:S3CRET@vault.example:8200/",
+        "https://agent:<redacted>@vault.example:8200/",
+    );
+    check(
+        "http://:S3CRET@127.0.0.1:8200",
+        "http://:<redacted>@127.0.0.1:8200",
+    );
+    check("http://a:b:c@vault@host", "http://a:<redacted>@host");
+    check("https://agent@vault.example", "https://agent@vault.example");
+    check("https://vault.example/a:b@c", "https://vault.example/a:b@c");
+    check(
+        "https://vault.example?x=a:b@c",
+        "https://vault.example?x=a:b@c",
+    );
+    check("unix:///run/vault.sock", "unix:///run/vault.sock");
+}
+
 #[test]
 fn render_redacted_is_stable_and_complete() {
     let text = r#"

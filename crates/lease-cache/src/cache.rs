@@ -15,7 +15,7 @@ use crate::key::{CacheKey, RequestParts, cache_key};
 use crate::paths::{
     Revocation, classify_revocation, never_cached, request_namespace, split_api_path,
 };
-use crate::response::{CachedResponse, Envelope, ResponseParts, is_json};
+use crate::response::{CachedResponse, Envelope, ResponseParts, is_json, plainly_leaseless};
 use crate::secret::SecretToken;
 use crate::state::{NewEntry, State, Subject, Timing, millis};
 
@@ -206,11 +206,11 @@ impl LeaseCache {
                 if let Some(response) = state.hit(key, self.now()) {
                     return Lookup::Hit(response);
                 }
-                match state.inflight.get(key) {
+                match state.flight(key) {
                     Some(flight) => flight.clone(),
                     None => {
                         let flight = Arc::new(InFlight::default());
-                        state.inflight.insert(*key, flight.clone());
+                        state.start_flight(*key, flight.clone());
                         state.count_miss();
                         return Lookup::Miss(self.guard(*key, Some(flight)));
                     }
@@ -382,7 +382,7 @@ impl FillGuard {
     /// Removes the in-flight record (under the caller's lock) and hands it back to settle.
     fn detach(&mut self, state: &mut State) -> Option<Arc<InFlight>> {
         let flight = self.flight.take()?;
-        forget_flight(state, &self.key, &flight);
+        state.end_flight(&self.key, &flight);
         Some(flight)
     }
 }
@@ -393,18 +393,8 @@ impl Drop for FillGuard {
         let Some(flight) = self.flight.take() else {
             return;
         };
-        forget_flight(&mut self.cache.inner.state.lock(), &self.key, &flight);
+        self.cache.inner.state.lock().end_flight(&self.key, &flight);
         flight.finish(InFlight::ABANDONED);
-    }
-}
-
-fn forget_flight(state: &mut State, key: &CacheKey, flight: &Arc<InFlight>) {
-    if state
-        .inflight
-        .get(key)
-        .is_some_and(|known| Arc::ptr_eq(known, flight))
-    {
-        state.inflight.remove(key);
     }
 }
 
@@ -468,6 +458,9 @@ fn prepare<'a>(
     }
     if !is_json(response.headers) {
         return Err(NotCached::NotJson);
+    }
+    if plainly_leaseless(response.body) {
+        return Err(NotCached::NoLease);
     }
     let envelope: Envelope<'_> =
         serde_json::from_slice(response.body).map_err(|_| NotCached::Unparsable)?;

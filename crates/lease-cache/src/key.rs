@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::fmt;
 use std::io;
 
-use http::{HeaderMap, Method};
+use http::{HeaderMap, HeaderName, Method};
 use serde::de::IgnoredAny;
 use sha2::{Digest, Sha256};
 
@@ -132,10 +132,22 @@ impl fmt::Debug for CacheKey {
     }
 }
 
+/// [`KEYED_HEADERS`] as header names, so that looking them up parses nothing.
+const KEYED_HEADER_NAMES: [HeaderName; 6] = [
+    HeaderName::from_static(KEYED_HEADERS[0]),
+    HeaderName::from_static(KEYED_HEADERS[1]),
+    HeaderName::from_static(KEYED_HEADERS[2]),
+    HeaderName::from_static(KEYED_HEADERS[3]),
+    HeaderName::from_static(KEYED_HEADERS[4]),
+    HeaderName::from_static(KEYED_HEADERS[5]),
+];
+
 /// Computes the cache key of a request.
 pub fn cache_key(parts: &RequestParts<'_>) -> CacheKey {
-    let mut hash = Sha256::new();
-    field(&mut hash, b"lease-cache key v1");
+    // The fields are laid out in one buffer and hashed at once: cheaper than feeding the
+    // hash two dozen small pieces, and the same digest.
+    let mut text = Vec::with_capacity(256 + parts.path.len() + parts.body.len());
+    field(&mut text, b"lease-cache key v1");
 
     // Method and query go together: a true `list` parameter turns GET into LIST.
     let mut params = parse_query(parts.query.unwrap_or(""));
@@ -144,32 +156,32 @@ pub fn cache_key(parts: &RequestParts<'_>) -> CacheKey {
         "GET" if listed => "LIST",
         other => other,
     };
-    field(&mut hash, method.as_bytes());
-    field(&mut hash, parts.path.as_bytes());
+    field(&mut text, method.as_bytes());
+    field(&mut text, parts.path.as_bytes());
 
     params.sort_unstable();
-    hash.update((params.len() as u64).to_be_bytes());
+    count(&mut text, params.len());
     for (name, value) in &params {
-        field(&mut hash, name);
-        field(&mut hash, value);
+        field(&mut text, name);
+        field(&mut text, value);
     }
 
-    hash_body(&mut hash, parts.body);
-    field(&mut hash, parts.token.unwrap_or("").as_bytes());
+    hash_body(&mut text, parts.body);
+    field(&mut text, parts.token.unwrap_or("").as_bytes());
     field(
-        &mut hash,
+        &mut text,
         normalise_namespace_header(parts.namespace).as_bytes(),
     );
 
-    for name in KEYED_HEADERS {
+    for name in &KEYED_HEADER_NAMES {
         let values = parts.headers.get_all(name);
-        hash.update((values.iter().count() as u64).to_be_bytes());
+        count(&mut text, values.iter().count());
         for value in values {
-            field(&mut hash, value.as_bytes());
+            field(&mut text, value.as_bytes());
         }
     }
 
-    CacheKey(hash.finalize().into())
+    CacheKey(Sha256::digest(&text).into())
 }
 
 /// The namespace header with its surrounding `/` removed; `root` and empty mean none.
@@ -180,9 +192,13 @@ fn normalise_namespace_header(namespace: Option<&str>) -> &str {
     }
 }
 
-fn field(hash: &mut Sha256, bytes: &[u8]) {
-    hash.update((bytes.len() as u64).to_be_bytes());
-    hash.update(bytes);
+fn field(text: &mut Vec<u8>, bytes: &[u8]) {
+    count(text, bytes.len());
+    text.extend_from_slice(bytes);
+}
+
+fn count(text: &mut Vec<u8>, n: usize) {
+    text.extend_from_slice(&(n as u64).to_be_bytes());
 }
 
 type Param<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
@@ -261,14 +277,18 @@ fn form_decode(text: &str) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-fn hash_body(hash: &mut Sha256, body: &[u8]) {
-    let mut canonical = Vec::new();
-    if canonical_json_object(body, &mut canonical) {
-        hash.update(b"J");
-        field(hash, &canonical);
+fn hash_body(text: &mut Vec<u8>, body: &[u8]) {
+    // The canonical form goes straight after its tag and a length written once it is known.
+    let start = text.len();
+    text.push(b'J');
+    count(text, 0);
+    if canonical_json_object(body, text) {
+        let length = (text.len() - start - 9) as u64;
+        text[start + 1..start + 9].copy_from_slice(&length.to_be_bytes());
     } else {
-        hash.update(b"R");
-        field(hash, body);
+        text.truncate(start);
+        text.push(b'R');
+        field(text, body);
     }
 }
 

@@ -150,6 +150,76 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
+/// Whether `body` can be seen, without parsing it, to create neither a token nor a lease:
+/// it names a `lease_id`, and every `lease_id` is empty, every `client_token` empty or null
+/// and every `wrap_info` null. Nearly every read (a KV secret, a policy, a health check)
+/// answers so, and then one pass over the bytes replaces a JSON parse.
+///
+/// Anything it is not sure of (a value of another shape, a key written with a `\u` escape,
+/// a body with no `lease_id` at all) is left to the parser: `false` decides nothing.
+pub(crate) fn plainly_leaseless(body: &[u8]) -> bool {
+    let mut names_lease = false;
+    let mut at = 0;
+
+    while let Some(offset) = body[at..].iter().position(|&b| b == b'"' || b == b'\\') {
+        let found = at + offset;
+        if body[found] == b'\\' {
+            // An escaped character is never the quote that opens a key.
+            if body.get(found + 1) == Some(&b'u') {
+                return false;
+            }
+            at = found + 2;
+            continue;
+        }
+
+        let rest = &body[found + 1..];
+        let settled = if let Some(after) = rest.strip_prefix(b"lease_id\"") {
+            names_lease = true;
+            value_after(after) == Some(Value::Empty)
+        } else if let Some(after) = rest.strip_prefix(b"client_token\"") {
+            matches!(value_after(after), Some(Value::Empty | Value::Null))
+        } else if let Some(after) = rest.strip_prefix(b"wrap_info\"") {
+            value_after(after) == Some(Value::Null)
+        } else {
+            true
+        };
+        if !settled {
+            return false;
+        }
+        at = found + 1;
+    }
+    names_lease
+}
+
+/// The kinds of value [`plainly_leaseless`] tells apart.
+#[derive(PartialEq, Eq)]
+enum Value {
+    Empty,
+    Null,
+}
+
+/// The value after a key's closing quote, when it is `""` or `null`; `None` for anything
+/// else, including a string that was no key (no `:` follows).
+fn value_after(text: &[u8]) -> Option<Value> {
+    let text = skip_space(text).strip_prefix(b":")?;
+    let text = skip_space(text);
+    if text.starts_with(b"\"\"") {
+        Some(Value::Empty)
+    } else if text.starts_with(b"null") {
+        Some(Value::Null)
+    } else {
+        None
+    }
+}
+
+fn skip_space(text: &[u8]) -> &[u8] {
+    let start = text
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(text.len());
+    &text[start..]
+}
+
 /// The parts of Vault's response envelope that decide caching.
 #[derive(Deserialize)]
 pub(crate) struct Envelope<'a> {
@@ -245,6 +315,58 @@ mod tests {
         check("text/plain", false);
         check("application/jsonx", false);
         assert!(!is_json(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn leaseless_answers_are_seen_without_parsing() {
+        fn check(body: &str, plainly: bool) {
+            assert_eq!(plainly_leaseless(body.as_bytes()), plainly, "{body}");
+            // Whatever it says, it agrees with the parser.
+            if plainly {
+                let envelope: Envelope<'_> = serde_json::from_slice(body.as_bytes()).unwrap();
+                assert!(envelope.lease_id.is_none_or(|id| id.is_empty()), "{body}");
+                assert!(envelope.wrap_info.is_none(), "{body}");
+                let token = envelope.auth.and_then(|auth| auth.client_token);
+                assert!(token.is_none_or(|token| token.is_empty()), "{body}");
+            }
+        }
+
+        // What Vault sends for reads.
+        check(
+            r#"{"request_id":"r","lease_id":"","renewable":false,"lease_duration":0,"data":{"data":{"password":"x"},"metadata":{"version":1}},"wrap_info":null,"warnings":null,"auth":null}"#,
+            true,
+        );
+        check(
+            r#"{"lease_id" : "", "auth": null, "wrap_info" :null}"#,
+            true,
+        );
+        check(
+            r#"{"lease_id":"","auth":{"client_token":"","accessor":""}}"#,
+            true,
+        );
+        check(
+            r#"{"lease_id":"","data":{"note":"a \"lease_id\":\"x\" in text"}}"#,
+            true,
+        );
+        check(
+            r#"{"lease_id":"","data":{"path":"C:\\"},"auth":null}"#,
+            true,
+        );
+        check(r#"{"lease_id":"","data":{"quoted":"\"lease_id"}}"#, true);
+
+        // Leases, tokens and wrapped answers go to the parser.
+        check(r#"{"lease_id":"db/creds/app/1","renewable":true}"#, false);
+        check(r#"{"lease_id":"","auth":{"client_token":"s.new"}}"#, false);
+        check(r#"{"lease_id":"","wrap_info":{"token":"s.w"}}"#, false);
+        check(r#"{"data":{"lease_id":""},"lease_id":"x"}"#, false);
+
+        // So does anything it cannot be sure of.
+        check(r#"{"lease\u005fid":"x","data":{"lease_id":""}}"#, false);
+        check(r#"{"lease_id":null}"#, false);
+        check(r#"{"data":{"k":"lease_id"},"lease_id":""}"#, false);
+        check(r#"{"data":{}}"#, false);
+        check("<html>", false);
+        check("", false);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! rescheduled entry is recognised and skipped instead of searched for and removed.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
@@ -199,8 +199,9 @@ pub(crate) struct State {
     renewing: usize,
     counters: Counters,
     timing: Timing,
-    /// Requests being filled upstream right now, for de-duplication.
-    pub(crate) inflight: HashMap<CacheKey, Arc<InFlight>>,
+    /// Requests being filled upstream right now, for de-duplication; keyed like `by_key`, by
+    /// the digest itself, which needs no further hashing.
+    inflight: HashTable<(CacheKey, Arc<InFlight>)>,
 }
 
 impl State {
@@ -226,7 +227,7 @@ impl State {
             renewing: 0,
             counters: Counters::default(),
             timing,
-            inflight: HashMap::new(),
+            inflight: HashTable::new(),
         }
     }
 
@@ -251,6 +252,31 @@ impl State {
         let response = entry.response.clone();
         self.counters.hits += 1;
         response
+    }
+
+    /// The fill in progress for `key`, if any.
+    pub(crate) fn flight(&self, key: &CacheKey) -> Option<&Arc<InFlight>> {
+        let found = self
+            .inflight
+            .find(key.short_hash(), |(known, _)| known == key);
+        found.map(|(_, flight)| flight)
+    }
+
+    /// Records that `flight` fills `key`.
+    pub(crate) fn start_flight(&mut self, key: CacheKey, flight: Arc<InFlight>) {
+        let rehash = |(known, _): &(CacheKey, Arc<InFlight>)| known.short_hash();
+        self.inflight
+            .insert_unique(key.short_hash(), (key, flight), rehash);
+    }
+
+    /// Forgets the fill of `key`, unless another one took its place.
+    pub(crate) fn end_flight(&mut self, key: &CacheKey, flight: &Arc<InFlight>) {
+        let same = |(known, current): &(CacheKey, Arc<InFlight>)| {
+            known == key && Arc::ptr_eq(current, flight)
+        };
+        if let Ok(found) = self.inflight.find_entry(key.short_hash(), same) {
+            found.remove();
+        }
     }
 
     pub(crate) fn count_miss(&mut self) {

@@ -106,6 +106,21 @@ pub enum StoreOutcome {
     NotCached(NotCached),
 }
 
+impl StoreOutcome {
+    /// Whether the answer showed the request to be one whose answers have nothing to cache:
+    /// a successful answer that created no token or lease, or none that can be renewed.
+    /// Failures and refusals say nothing about the next answer.
+    fn says_plain(self) -> bool {
+        let plain = [
+            NotCached::NoLease,
+            NotCached::NotRenewable,
+            NotCached::NotJson,
+            NotCached::Wrapped,
+        ];
+        matches!(self, StoreOutcome::NotCached(reason) if plain.contains(&reason))
+    }
+}
+
 /// Why a response was not cached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotCached {
@@ -199,12 +214,21 @@ impl LeaseCache {
     /// [`Lookup::Miss`]; the others wait for its [`FillGuard`] to be stored or dropped and
     /// look again. When the filled response turned out not cacheable, the waiters all go
     /// upstream at once instead of one after the other.
+    ///
+    /// Requests whose last answer had nothing to cache (a plain read, such as a KV secret, or
+    /// a lease that cannot be renewed) do not wait for one another at all: there is no answer
+    /// to share, so waiting would only delay them and send them upstream in a burst.
     pub async fn lookup(&self, key: &CacheKey) -> Lookup {
         loop {
             let flight = {
                 let mut state = self.inner.state.lock();
-                if let Some(response) = state.hit(key, self.now()) {
+                let now = self.now();
+                if let Some(response) = state.hit(key, now) {
                     return Lookup::Hit(response);
+                }
+                if state.is_plain(key, now) {
+                    state.count_miss();
+                    return Lookup::Miss(self.guard(*key, None));
                 }
                 match state.flight(key) {
                     Some(flight) => flight.clone(),
@@ -241,14 +265,16 @@ impl LeaseCache {
         let instant = Instant::now();
         let prepared = prepare(guard.key, request, response, instant);
 
+        let now = self.ms_at(instant);
         let mut state = self.inner.state.lock();
         let outcome = match prepared {
-            Ok(new) => match state.insert(new, self.ms_at(instant)) {
+            Ok(new) => match state.insert(new, now) {
                 Ok(_) => StoreOutcome::Stored,
                 Err(reason) => StoreOutcome::NotCached(reason),
             },
             Err(reason) => StoreOutcome::NotCached(reason),
         };
+        state.note_fill(&guard.key, outcome.says_plain(), now);
         let flight = guard.detach(&mut state);
         let wake = state.take_wake_needed();
         drop(state);

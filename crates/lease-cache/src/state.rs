@@ -31,6 +31,11 @@ const NIL: u32 = u32::MAX;
 pub(crate) const NEVER: u64 = u64::MAX;
 /// Most schedule items one [`State::take_due`] handles under the lock.
 const ITEMS_PER_PASS: usize = 1024;
+/// Most keys remembered as plain (see [`State::is_plain`]); past it they are all forgotten,
+/// which costs nothing but a wait for the next identical requests.
+const PLAIN_KEYS: usize = 4096;
+/// How long a key is believed plain after its last answer said so, in milliseconds.
+const PLAIN_FOR: u64 = 30_000;
 
 /// An entry's slab index with the generation it had, so that a late answer for an entry that
 /// has since been evicted (and its slot reused) is not applied to the newcomer.
@@ -202,6 +207,8 @@ pub(crate) struct State {
     /// Requests being filled upstream right now, for de-duplication; keyed like `by_key`, by
     /// the digest itself, which needs no further hashing.
     inflight: HashTable<(CacheKey, Arc<InFlight>)>,
+    /// Keys whose last answer had nothing to cache, with when that stops being believed.
+    plain: HashTable<(CacheKey, u64)>,
 }
 
 impl State {
@@ -228,6 +235,7 @@ impl State {
             counters: Counters::default(),
             timing,
             inflight: HashTable::new(),
+            plain: HashTable::new(),
         }
     }
 
@@ -276,6 +284,35 @@ impl State {
         };
         if let Ok(found) = self.inflight.find_entry(key.short_hash(), same) {
             found.remove();
+        }
+    }
+
+    /// Whether the last answer to `key`, less than [`PLAIN_FOR`] ago, had nothing the cache
+    /// keeps (a plain read, a lease that cannot be renewed): identical requests then have no
+    /// answer to wait for.
+    pub(crate) fn is_plain(&self, key: &CacheKey, now: u64) -> bool {
+        let found = self.plain.find(key.short_hash(), |(known, _)| known == key);
+        found.is_some_and(|&(_, until)| now < until)
+    }
+
+    /// Records the outcome of a fill of `key` for [`State::is_plain`].
+    pub(crate) fn note_fill(&mut self, key: &CacheKey, plain: bool, now: u64) {
+        let hash = key.short_hash();
+        let found = self.plain.find_entry(hash, |(known, _)| known == key);
+        match (found, plain) {
+            (Ok(mut entry), true) => entry.get_mut().1 = now.saturating_add(PLAIN_FOR),
+            (Ok(entry), false) => {
+                entry.remove();
+            }
+            (Err(_), true) => {
+                if self.plain.len() >= PLAIN_KEYS {
+                    self.plain.clear();
+                }
+                let until = now.saturating_add(PLAIN_FOR);
+                let rehash = |(known, _): &(CacheKey, u64)| known.short_hash();
+                self.plain.insert_unique(hash, (*key, until), rehash);
+            }
+            (Err(_), false) => {}
         }
     }
 

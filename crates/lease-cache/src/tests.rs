@@ -604,6 +604,45 @@ async fn waiters_go_upstream_together_when_the_fill_is_not_cacheable() {
     assert_eq!(all.await.unwrap(), 3);
 }
 
+#[tokio::test(start_paused = true)]
+async fn plain_reads_do_not_wait_for_one_another() {
+    let cache = cache();
+    let req = Req::new(Method::GET, "/v1/secret/data/app", "", AUTO);
+    let key = LeaseCache::key(&req.parts());
+    let kv = || Resp::json(r#"{"lease_id":"","data":{"password":"p"},"auth":null}"#.into());
+
+    // Misses while a fill of the same key is in flight, with none of them waiting.
+    async fn misses_at_once(cache: &LeaseCache, key: crate::CacheKey, n: usize) -> bool {
+        let Lookup::Miss(_filling) = cache.lookup(&key).await else {
+            panic!("a plain read must miss")
+        };
+        let others = (0..n).map(|_| cache.lookup(&key));
+        let all = futures_util::future::join_all(others);
+        let looked = tokio::time::timeout(Duration::from_millis(1), all).await;
+        looked.is_ok_and(|found| found.iter().all(|l| matches!(l, Lookup::Miss(_))))
+    }
+
+    assert!(
+        !misses_at_once(&cache, key, 3).await,
+        "unknown keys wait for the fill"
+    );
+    assert_eq!(
+        fill(&cache, &req, &kv()).await,
+        StoreOutcome::NotCached(NotCached::NoLease)
+    );
+    assert!(misses_at_once(&cache, key, 3).await, "a plain key does not");
+
+    // Believed for a while, then waiting again until an answer says so anew.
+    sleep_secs(31).await;
+    assert!(!misses_at_once(&cache, key, 3).await);
+
+    // An answer that is cached ends it at once.
+    fill(&cache, &req, &kv()).await;
+    let lease = Resp::lease("secret/app/1", 300, true);
+    assert_eq!(fill(&cache, &req, &lease).await, StoreOutcome::Stored);
+    assert!(is_hit(&cache, &req).await);
+}
+
 // ---- revocation ---------------------------------------------------------------------------
 
 /// Stores, under the auto-auth token, a child token `s.child` holding the lease `db/creds/app/1`,

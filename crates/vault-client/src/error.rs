@@ -3,6 +3,7 @@
 //! No message carries a token or any other secret: tokens travel in headers that never
 //! reach an error, and Vault's own error strings are scrubbed of the token a call used.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 
 use http::{Method, StatusCode};
@@ -14,7 +15,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     /// The address is not an http, https or unix URL.
-    #[error("invalid Vault address {address:?}: {reason}")]
+    #[error("invalid Vault address {:?}: {reason}", shown(address))]
     Address {
         /// The address as configured.
         address: String,
@@ -103,7 +104,8 @@ pub enum BuildError {
 pub enum RequestError {
     /// No answer at all: connection refused, DNS, TLS or timeout, after every retry.
     #[error(
-        "cannot reach Vault at {address} after {attempts} attempt{}: {reason}",
+        "cannot reach Vault at {} after {attempts} attempt{}: {reason}",
+        shown(address),
         if *attempts == 1 { "" } else { "s" }
     )]
     Unreachable {
@@ -143,7 +145,10 @@ pub enum RequestError {
     },
 
     /// The connection broke while the answer was being read.
-    #[error("lost the connection to Vault at {address} while reading the answer to {path}")]
+    #[error(
+        "lost the connection to Vault at {} while reading the answer to {path}",
+        shown(address)
+    )]
     Interrupted {
         /// The configured address.
         address: String,
@@ -195,6 +200,23 @@ fn errors_suffix(errors: &[String]) -> String {
         return String::new();
     }
     format!(": {}", errors.join("; "))
+}
+
+/// An address as messages show it: the password of its user info
+/// (`https://user:password@host`) replaced, for that is a credential.
+fn shown(address: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return address.into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((user_info, host)) = authority.rsplit_once('@') else {
+        return address.into();
+    };
+    let Some((user, _password)) = user_info.split_once(':') else {
+        return address.into();
+    };
+    format!("{scheme}://{user}:<redacted>@{host}{path}").into()
 }
 
 /// Replaces every occurrence of `secret` in `text`.
@@ -251,6 +273,40 @@ mod tests {
                 errors: vec![],
             },
             "GET secret/missing got 404 Not Found from Vault",
+        );
+    }
+
+    /// An address may carry a password (`https://user:password@host`); messages name the
+    /// address without it.
+    #[test]
+    fn a_password_in_the_address_is_never_shown() {
+        let address = || "https://agent:S3CRET@vault:8200/".to_owned();
+        check(
+            RequestError::Unreachable {
+                address: address(),
+                attempts: 1,
+                reason: "connection refused".to_owned(),
+                source: "refused".into(),
+            },
+            "cannot reach Vault at https://agent:<redacted>@vault:8200/ after 1 attempt: \
+             connection refused",
+        );
+        check(
+            RequestError::Interrupted {
+                address: address(),
+                path: "sys/health".to_owned(),
+                source: "reset".into(),
+            },
+            "lost the connection to Vault at https://agent:<redacted>@vault:8200/ while reading \
+             the answer to sys/health",
+        );
+        let build = BuildError::Address {
+            address: "http://:S3CRET@vault".to_owned(),
+            reason: "no port".to_owned(),
+        };
+        assert_eq!(
+            build.to_string(),
+            r#"invalid Vault address "http://:<redacted>@vault": no port"#
         );
     }
 

@@ -166,6 +166,19 @@ impl FileSink {
     }
 
     fn write_check(&self) -> io::Result<()> {
+        // The rename of every write would replace a FIFO, a socket or a device (`/dev/null`,
+        // as root) as readily as a token file; a link is replaced as a link, and a directory
+        // only makes each write fail.
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if !meta.is_file() && !meta.is_symlink() && !meta.is_dir() => {
+                let message = "the path exists and is no regular file; refusing to replace it";
+                return Err(io::Error::new(io::ErrorKind::AlreadyExists, message));
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+
         let (temp, mut file) = self.create_temp()?;
 
         // Random filler, so the check never puts anything meaningful on disk.
@@ -395,6 +408,43 @@ mod tests {
             "{error}"
         );
         assert_eq!(error.source.kind(), io::ErrorKind::NotFound);
+    }
+
+    /// A rename replaces whatever holds the name: a FIFO, a socket, or (as root) a device
+    /// such as `/dev/null`. Such a target is refused at start-up, naming it, instead of
+    /// destroyed; a link is replaced as a link, and a directory makes writes fail (and retry).
+    #[test]
+    fn write_check_refuses_to_replace_what_is_no_regular_file() {
+        fn check(make: impl FnOnce(&Path), refused: bool) {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("token");
+            make(&path);
+
+            let prepared = FileSink::new(&path, DEFAULT_MODE).unwrap().prepare();
+            match (prepared, refused) {
+                (Ok(_), false) => {}
+                (Err(error), true) => {
+                    let reason = error.source.to_string();
+                    assert!(reason.contains("is no regular file"), "{reason}");
+                    assert!(fs::symlink_metadata(&path).is_ok(), "left in place");
+                }
+                (got, _) => panic!("{}: refused: {refused}, got {got:?}", path.display()),
+            }
+        }
+
+        let fifo = |path: &Path| nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        check(fifo, true);
+        check(
+            |path| drop(std::os::unix::net::UnixListener::bind(path).unwrap()),
+            true,
+        );
+        check(|path| fs::create_dir(path).unwrap(), false);
+        check(|path| fs::write(path, "old").unwrap(), false);
+        check(
+            |path| std::os::unix::fs::symlink("/nonexistent", path).unwrap(),
+            false,
+        );
+        check(|_| {}, false);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! it and write an envelope the consumer can open with its private key and our public key,
 //! which the envelope carries. Everything binary is standard base64.
 
-use std::fs;
-use std::io;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
+
+/// The largest consumer key file read: the JSON holding one key is under a hundred bytes.
+const MAX_KEY_FILE_BYTES: usize = 64 * 1024;
 
 /// Encrypts sink values to a consumer's X25519 public key (`dh_type = "curve25519"`).
 ///
@@ -159,16 +162,27 @@ impl DhEncryptor {
         Ok(*self.peer.get_or_init(|| peer))
     }
 
+    /// Reads and checks the consumer's key, refusing a file over [`MAX_KEY_FILE_BYTES`].
     fn read_peer_key(&self) -> Result<PublicKey, DhKeyUnreadable> {
         let invalid = |problem| DhKeyUnreadable::Invalid {
             dh_path: self.dh_path.clone(),
             problem,
         };
 
-        let text = fs::read(&self.dh_path).map_err(|source| DhKeyUnreadable::Read {
+        let read_failed = |source| DhKeyUnreadable::Read {
             dh_path: self.dh_path.clone(),
             source,
-        })?;
+        };
+        let mut text = Vec::new();
+        File::open(&self.dh_path)
+            .and_then(|file| {
+                file.take(MAX_KEY_FILE_BYTES as u64 + 1)
+                    .read_to_end(&mut text)
+            })
+            .map_err(read_failed)?;
+        if text.len() > MAX_KEY_FILE_BYTES {
+            return Err(invalid("larger than 64 KiB, which is no key file"));
+        }
         let file: PeerKeyFile = serde_json::from_slice(&text)
             .map_err(|_| invalid("not a JSON object with a curve25519_public_key string"))?;
 
@@ -273,13 +287,15 @@ pub(crate) mod consumer {
     pub(crate) fn publish(dir: &Path, consumer: &StaticSecret) -> PathBuf {
         let path = dir.join("dh.json");
         let key = BASE64.encode(PublicKey::from(consumer).as_bytes());
-        fs::write(&path, format!(r#"{{"curve25519_public_key": "{key}"}}"#)).unwrap();
+        std::fs::write(&path, format!(r#"{{"curve25519_public_key": "{key}"}}"#)).unwrap();
         path
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use serde_json::Value;
 
     use super::consumer::{open_envelope as open, publish};
@@ -371,6 +387,18 @@ mod tests {
         );
     }
 
+    /// A key file is under a hundred bytes; an endless one (`/dev/zero` named by mistake) is
+    /// refused after a bound's worth instead of filling memory.
+    #[test]
+    fn an_endless_key_file_is_refused_unread() {
+        let dh = DhEncryptor::curve25519(Path::new("/dev/zero"), false, "").unwrap();
+        let message = dh.encrypt(b"hvs.token").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "consumer public key file /dev/zero: larger than 64 KiB, which is no key file"
+        );
+    }
+
     #[test]
     fn unusable_key_files_are_errors_naming_dh_path() {
         fn check(content: Option<&str>, expected: &str) {
@@ -390,6 +418,8 @@ mod tests {
         let short = BASE64.encode([9; 31]);
         let zero = BASE64.encode([0; 32]);
         check(None, "cannot read");
+        let padded = format!("{{{}}}", " ".repeat(MAX_KEY_FILE_BYTES));
+        check(Some(&padded), "larger than 64 KiB");
         check(Some(""), "not a JSON object");
         check(Some("junk"), "not a JSON object");
         check(Some(r#"{"curve25519_public_key": 5}"#), "not a JSON object");

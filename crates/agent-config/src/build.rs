@@ -11,7 +11,9 @@ use crate::model::{
 };
 
 pub(crate) fn build(file: FileConfig, layered: Layered) -> Result<Config, ConfigError> {
-    let Layered { values, origins } = layered;
+    let Layered {
+        values, origins, ..
+    } = layered;
     let origin = |field: &str| origins.get(field).cloned();
 
     // `vault {}` with environment and flag values on top; the block's own lines stay where the

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::{self, FileConfig};
 use crate::env::Environment;
-use crate::error::{ConfigError, Location};
+use crate::error::{ConfigError, Location, Warning};
 use crate::scalar;
 
 /// Values given on the command line; `None` leaves the file's (or environment's) value alone.
@@ -83,6 +83,8 @@ pub(crate) struct Layer {
 pub(crate) struct Layered {
     pub(crate) values: Layer,
     pub(crate) origins: BTreeMap<&'static str, Location>,
+    /// Values taken, but not as written (a `SKIP_VERIFY` that is no boolean).
+    pub(crate) warnings: Vec<Warning>,
 }
 
 /// Stacks file < environment < flags.
@@ -92,7 +94,7 @@ pub(crate) fn layer(
     flags: &Overrides,
 ) -> Result<Layered, ConfigError> {
     let (file_layer, mut origins) = file_layer(file);
-    let (env_layer, env_origins) = env_layer(env)?;
+    let (env_layer, env_origins, warnings) = env_layer(env)?;
     let (flag_layer, flag_origins) = flag_layer(flags);
     origins.extend(env_origins);
     origins.extend(flag_origins);
@@ -105,7 +107,11 @@ pub(crate) fn layer(
         .map_err(|e| {
             ConfigError::new(Location::nowhere(), "", format!("layering overrides: {e}"))
         })?;
-    Ok(Layered { values, origins })
+    Ok(Layered {
+        values,
+        origins,
+        warnings,
+    })
 }
 
 type Origins = BTreeMap<&'static str, Location>;
@@ -150,9 +156,10 @@ const STRING_VARIABLES: &[(&str, &str)] = &[
     ("log_format", "LOG_FORMAT"),
 ];
 
-fn env_layer(env: &Environment) -> Result<(Layer, Origins), ConfigError> {
+fn env_layer(env: &Environment) -> Result<(Layer, Origins, Vec<Warning>), ConfigError> {
     let mut layer = Layer::default();
     let mut origins = Origins::new();
+    let mut warnings = Vec::new();
 
     for (field, suffix) in STRING_VARIABLES {
         // A present but empty variable overrides nothing (and still hides its VAULT_ twin).
@@ -180,7 +187,19 @@ fn env_layer(env: &Environment) -> Result<(Layer, Origins), ConfigError> {
         .bao_or_vault("SKIP_VERIFY")
         .filter(|(_, v)| !v.is_empty())
     {
-        layer.tls_skip_verify = Some(scalar::parse_bool(value).unwrap_or(true));
+        let skip = scalar::parse_bool(value);
+        if skip.is_none() {
+            // It turns verification off: never silently.
+            warnings.push(Warning {
+                location: Location::env(&name),
+                key: "vault.tls_skip_verify".to_owned(),
+                message: format!(
+                    "{value:?} is not a boolean; read as true, so Vault's TLS certificate is \
+                     not verified"
+                ),
+            });
+        }
+        layer.tls_skip_verify = Some(skip.unwrap_or(true));
         origins.insert("tls_skip_verify", Location::env(&name));
     }
 
@@ -215,7 +234,7 @@ fn env_layer(env: &Environment) -> Result<(Layer, Origins), ConfigError> {
         }
         origins.insert(field, Location::env(&name));
     }
-    Ok((layer, origins))
+    Ok((layer, origins, warnings))
 }
 
 fn flag_layer(flags: &Overrides) -> (Layer, Origins) {

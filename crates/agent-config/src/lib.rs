@@ -179,7 +179,8 @@ fn load_sources(
     }
 
     let merged = merge::merge(files);
-    let layered = layer::layer(&merged, env, overrides)?;
+    let mut layered = layer::layer(&merged, env, overrides)?;
+    warnings.append(&mut layered.warnings);
     let mut config = build::build(merged, layered)?;
     validate::validate(&mut config, first)?;
     Ok(Loaded { config, warnings })

@@ -969,7 +969,8 @@ fn retries_resolve_zero_to_twelve_and_negative_to_disabled() {
 
 /// Our rule for VAULT_SKIP_VERIFY / BAO_SKIP_VERIFY: parsed as a boolean, so "false" means
 /// verify (OpenBao treats any non-empty value, even "false", as skip); a value that is not a
-/// boolean at all still means skip, erring on the side of what the operator likely wanted.
+/// boolean at all still means skip, erring on the side of what the operator likely wanted, and
+/// a warning says so.
 #[test]
 fn skip_verify_from_the_environment_is_parsed_as_a_boolean() {
     let file = format!("{AUTH}\nvault {{ tls_skip_verify = true }}");
@@ -990,6 +991,28 @@ fn skip_verify_from_the_environment_is_parsed_as_a_boolean() {
             .config;
         assert_eq!(config.vault.tls_skip_verify, expected, "{env:?}");
     }
+
+    // A value that is no boolean turns verification off, so it is said, never silent.
+    for (value, warned) in [
+        ("yes", true),
+        ("flase", true),
+        ("false", false),
+        ("1", false),
+    ] {
+        let env = [("VAULT_SKIP_VERIFY", value)];
+        let loaded = load_with(&[("agent.hcl", AUTH)], &env, Overrides::default()).unwrap();
+        let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+        let expected = format!(
+            "environment variable VAULT_SKIP_VERIFY: {value:?} is not a boolean; read as \
+             true, so Vault's TLS certificate is not verified"
+        );
+        assert_eq!(
+            warnings.contains(&expected),
+            warned,
+            "{value}: {warnings:?}"
+        );
+    }
+
     let flags = Overrides {
         tls_skip_verify: Some(false),
         ..Overrides::default()

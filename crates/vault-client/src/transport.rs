@@ -727,18 +727,29 @@ mod tests {
     }
 
     /// A server on a real socket: each connection's first request waits until `together`
-    /// connections are open, then every request is answered with `{}`; `open` follows how
-    /// many connections are open.
-    async fn counting_server(together: usize) -> (String, tokio::sync::watch::Receiver<usize>) {
+    /// connections are open, then every request is answered with `{}`. Returns its address,
+    /// how many connections are open now, and how many were ever accepted.
+    async fn counting_server(
+        together: usize,
+    ) -> (
+        String,
+        tokio::sync::watch::Receiver<usize>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
         let (open, watch) = tokio::sync::watch::channel(0usize);
         let open = Arc::new(open);
+        let accepted = Arc::new(AtomicUsize::new(0));
         let barrier = Arc::new(tokio::sync::Barrier::new(together));
+        let counted = accepted.clone();
         tokio::spawn(async move {
             while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
                 let (open, barrier) = (open.clone(), barrier.clone());
                 open.send_modify(|n| *n += 1);
                 tokio::spawn(async move {
@@ -762,40 +773,49 @@ mod tests {
                 });
             }
         });
-        (address, watch)
+        (address, watch, accepted)
+    }
+
+    /// Sends `burst` requests at once, through `forward` or as typed calls do.
+    async fn burst(client: &crate::Client, address: &str, burst: usize, forward: bool) {
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..burst {
+            let client = client.clone();
+            let url = format!("{address}/v1/sys/health");
+            requests.spawn(async move {
+                if forward {
+                    let request = http::Request::get("/v1/sys/health")
+                        .body(bytes::Bytes::new())
+                        .unwrap();
+                    let answer = client.forward(request).await.unwrap();
+                    answer.into_body().to_bytes().await.unwrap()
+                } else {
+                    let answer = client.http.get(url).send().await.unwrap();
+                    answer.bytes().await.unwrap()
+                }
+            });
+        }
+        let answers = requests.join_all().await;
+        assert!(answers.iter().all(|body| body.as_ref() == b"{}"));
     }
 
     #[tokio::test]
-    async fn after_a_burst_the_pool_keeps_only_a_few_idle_connections() {
-        async fn check(disable_idle_connections: bool, forward: bool, kept: usize) {
-            let burst = 24;
-            let (address, mut open) = counting_server(burst).await;
+    async fn after_a_burst_typed_calls_keep_only_a_few_idle_connections() {
+        async fn check(disable_idle_connections: bool, kept: usize) {
+            let size = 24;
+            let (address, mut open, _) = counting_server(size).await;
             let settings = ClientSettings {
                 address: address.clone(),
                 disable_idle_connections,
                 ..ClientSettings::default()
             };
-            let client = crate::Client::new(&settings).unwrap();
-
-            let mut requests = tokio::task::JoinSet::new();
-            for _ in 0..burst {
-                let client = client.clone();
-                let url = format!("{address}/v1/sys/health");
-                requests.spawn(async move {
-                    if forward {
-                        let request = http::Request::get("/v1/sys/health")
-                            .body(bytes::Bytes::new())
-                            .unwrap();
-                        let answer = client.forward(request).await.unwrap();
-                        answer.into_body().to_bytes().await.unwrap()
-                    } else {
-                        let answer = client.http.get(url).send().await.unwrap();
-                        answer.bytes().await.unwrap()
-                    }
-                });
-            }
-            let answers = requests.join_all().await;
-            assert!(answers.iter().all(|body| body.as_ref() == b"{}"));
+            burst(
+                &crate::Client::new(&settings).unwrap(),
+                &address,
+                size,
+                false,
+            )
+            .await;
 
             let wait = open.wait_for(|n| *n <= kept);
             let settled = tokio::time::timeout(Duration::from_secs(10), wait)
@@ -804,14 +824,48 @@ mod tests {
             let open_now = *open.borrow();
             assert!(
                 settled,
-                "forward {forward}: {open_now} connections still open, {kept} expected"
+                "{open_now} connections still open, {kept} expected"
             );
         }
 
-        let few = max_idle_per_host(&ClientSettings::default());
-        for forward in [false, true] {
-            check(false, forward, few).await;
-            check(true, forward, 0).await;
+        check(false, max_idle_per_host(&ClientSettings::default())).await;
+        check(true, 0).await;
+    }
+
+    /// Forwarding keeps the connections of a burst for the next one (opening and closing one
+    /// per request is what a small idle pool does under load), and closes them all once idle.
+    #[tokio::test(start_paused = true)]
+    async fn forwarding_reuses_a_burst_of_connections_then_closes_them_when_idle() {
+        use std::sync::atomic::Ordering;
+
+        async fn check(disable_idle_connections: bool, reused: bool) {
+            let size = 24;
+            let (address, mut open, accepted) = counting_server(size).await;
+            let settings = ClientSettings {
+                address: address.clone(),
+                disable_idle_connections,
+                ..ClientSettings::default()
+            };
+            let client = crate::Client::new(&settings).unwrap();
+
+            burst(&client, &address, size, true).await;
+            burst(&client, &address, size, true).await;
+            let opened = accepted.load(Ordering::SeqCst);
+            assert_eq!(
+                opened == size,
+                reused,
+                "{opened} connections for two bursts"
+            );
+
+            // Paused time moves on as soon as nothing is left to do but wait.
+            let wait = open.wait_for(|n| *n == 0);
+            let closed = tokio::time::timeout(Duration::from_secs(3600), wait)
+                .await
+                .is_ok();
+            assert!(closed, "{} connections never closed", *open.borrow());
         }
+
+        check(false, true).await;
+        check(true, false).await;
     }
 }

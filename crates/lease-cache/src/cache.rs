@@ -15,7 +15,9 @@ use crate::key::{CacheKey, RequestParts, cache_key};
 use crate::paths::{
     Revocation, classify_revocation, never_cached, request_namespace, split_api_path,
 };
-use crate::response::{CachedResponse, Envelope, ResponseParts, is_json, plainly_leaseless};
+use crate::response::{
+    CachedResponse, Envelope, Pending, ResponseParts, is_json, plainly_leaseless,
+};
 use crate::secret::SecretToken;
 use crate::state::{NewEntry, State, Subject, Timing, millis};
 
@@ -223,8 +225,8 @@ impl LeaseCache {
             let flight = {
                 let mut state = self.inner.state.lock();
                 let now = self.now();
-                if let Some(response) = state.hit(key, now) {
-                    return Lookup::Hit(response);
+                if let Some((response, stored)) = state.hit(key, now) {
+                    return Lookup::Hit(response.serve(self.instant_at(stored)));
                 }
                 if state.is_plain(key, now) {
                     state.count_miss();
@@ -262,10 +264,9 @@ impl LeaseCache {
         response: &ResponseParts<'_>,
     ) -> StoreOutcome {
         let mut guard = guard;
-        let instant = Instant::now();
-        let prepared = prepare(guard.key, request, response, instant);
+        let prepared = prepare(guard.key, request, response);
 
-        let now = self.ms_at(instant);
+        let now = self.now();
         let mut state = self.inner.state.lock();
         let outcome = match prepared {
             Ok(new) => match state.insert(new, now) {
@@ -470,7 +471,6 @@ fn prepare<'a>(
     key: CacheKey,
     request: &'a RequestParts<'a>,
     response: &ResponseParts<'_>,
-    now: Instant,
 ) -> Result<NewEntry<'a>, NotCached> {
     if !request_may_be_cached(request) {
         return Err(NotCached::RequestNotCacheable);
@@ -531,7 +531,7 @@ fn prepare<'a>(
     Ok(NewEntry {
         subject,
         key,
-        response: CachedResponse::store(response, now),
+        response: Pending::new(response),
         request_path: request.path,
         namespace: request_namespace(request, lease_id.as_deref()),
         request_token: token,

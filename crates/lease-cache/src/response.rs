@@ -2,10 +2,12 @@
 //! response makes it cacheable.
 
 use std::borrow::Cow;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -23,87 +25,173 @@ pub struct ResponseParts<'a> {
     pub body: &'a [u8],
 }
 
-/// A stored response, cheap to clone (one shared allocation).
+/// A stored response as served: its status, headers and body, and when it was stored.
+/// Cheap to clone: the headers are shared with every response that has the same ones, the
+/// body with the cache entry.
 ///
 /// The headers exclude `Date`, `Content-Length` and hop-by-hop headers: the proxy writes those
 /// for each answer, along with `X-Cache: HIT` and `Age`.
 #[derive(Clone)]
-pub struct CachedResponse(Arc<Stored>);
-
-/// Headers and body live in one exact-size buffer, `name:value\n` lines then the body: one
-/// allocation per response, and nothing borrowed from the proxy's (possibly much larger)
-/// read buffers stays pinned by the cache.
-struct Stored {
-    status: StatusCode,
-    head_len: usize,
-    data: Bytes,
+pub struct CachedResponse {
+    stored: Stored,
     stored_at: Instant,
 }
 
-impl CachedResponse {
-    /// Keeps a copy of `response`.
-    pub(crate) fn store(response: &ResponseParts<'_>, now: Instant) -> Self {
-        let kept = || {
-            response
-                .headers
-                .iter()
-                .filter(|(name, _)| !is_per_answer(name))
-        };
-        let head_len: usize = kept()
-            .map(|(name, value)| name.as_str().len() + value.len() + 2)
-            .sum();
+/// A response as a cache entry keeps it.
+///
+/// The body is a copy of exactly its size, so nothing of the proxy's (possibly much larger)
+/// read buffers stays pinned by the cache. The headers are interned: nearly every answer
+/// carries the same two or three, and they are stored once, ready to serve.
+#[derive(Clone)]
+pub(crate) struct Stored {
+    status: StatusCode,
+    head: Arc<Head>,
+    body: Bytes,
+}
 
-        let mut data = Vec::with_capacity(head_len + response.body.len());
-        for (name, value) in kept() {
-            data.extend_from_slice(name.as_str().as_bytes());
-            data.push(b':');
-            data.extend_from_slice(value.as_bytes());
-            data.push(b'\n');
+/// The kept headers of one or more stored responses: as `name:value\n` lines, by which they
+/// are interned, and as a header map, with room for the two headers each answer adds.
+pub(crate) struct Head {
+    text: Box<[u8]>,
+    map: HeaderMap,
+}
+
+/// A response checked for caching, not yet stored: its headers still to be interned.
+pub(crate) struct Pending {
+    status: StatusCode,
+    head: Vec<u8>,
+    body: Bytes,
+}
+
+impl Pending {
+    /// Copies what is kept of `response`.
+    pub(crate) fn new(response: &ResponseParts<'_>) -> Self {
+        let mut head = Vec::new();
+        for (name, value) in kept(response.headers) {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.push(b':');
+            head.extend_from_slice(value.as_bytes());
+            head.push(b'\n');
         }
-        data.extend_from_slice(response.body);
 
-        Self(Arc::new(Stored {
+        Self {
             status: response.status,
-            head_len,
-            data: Bytes::from(data),
-            stored_at: now,
-        }))
+            head,
+            body: Bytes::copy_from_slice(response.body),
+        }
     }
 
+    /// The response to keep, with its headers found in `heads` or added to it.
+    pub(crate) fn store(self, heads: &mut Heads) -> Stored {
+        Stored {
+            status: self.status,
+            head: heads.intern(&self.head),
+            body: self.body,
+        }
+    }
+}
+
+impl Stored {
+    /// The response to serve, stored at `stored_at`.
+    pub(crate) fn serve(&self, stored_at: Instant) -> CachedResponse {
+        CachedResponse {
+            stored: self.clone(),
+            stored_at,
+        }
+    }
+}
+
+/// The distinct header sets of stored responses.
+pub(crate) struct Heads {
+    known: HashTable<Arc<Head>>,
+    hasher: RandomState,
+    /// When the table reaches this size, the header sets no response uses any more are
+    /// dropped; then it doubles what is left, so that the sweep stays rare.
+    tidy_at: usize,
+}
+
+impl Default for Heads {
+    fn default() -> Self {
+        Self {
+            known: HashTable::new(),
+            hasher: RandomState::new(),
+            tidy_at: 64,
+        }
+    }
+}
+
+impl Heads {
+    /// The shared copy of the headers written as `text`.
+    fn intern(&mut self, text: &[u8]) -> Arc<Head> {
+        let hash = self.hasher.hash_one(text);
+        if let Some(known) = self.known.find(hash, |head| &*head.text == text) {
+            return known.clone();
+        }
+
+        if self.known.len() >= self.tidy_at {
+            self.known.retain(|head| Arc::strong_count(head) > 1);
+            self.tidy_at = (2 * self.known.len()).max(64);
+        }
+        let head = Arc::new(Head {
+            text: Box::from(text),
+            map: parse_head(text),
+        });
+        let hasher = &self.hasher;
+        self.known
+            .insert_unique(hash, head.clone(), |head| hasher.hash_one(&*head.text));
+        head
+    }
+
+    /// How many distinct header sets are kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.known.len()
+    }
+}
+
+/// The header map of `name:value\n` lines written from valid headers.
+fn parse_head(text: &[u8]) -> HeaderMap {
+    let lines = text.split(|&b| b == b'\n').filter(|line| !line.is_empty());
+    let mut map = HeaderMap::with_capacity(lines.clone().count() + 2);
+    for line in lines {
+        // Both parts were a valid name and value when written; a line that somehow is not
+        // is skipped rather than served broken.
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = HeaderName::from_bytes(&line[..colon]);
+        let value = HeaderValue::from_bytes(&line[colon + 1..]);
+        if let (Ok(name), Ok(value)) = (name, value) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+impl CachedResponse {
     /// Status to answer with.
     pub fn status(&self) -> StatusCode {
-        self.0.status
+        self.stored.status
     }
 
-    /// Stored headers, in upstream order; the values share the stored buffer.
-    pub fn headers(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
-        let data = &self.0.data;
-        let lines = data[..self.0.head_len].split(|&b| b == b'\n');
-        lines
-            .filter(|line| !line.is_empty())
-            .filter_map(move |line| {
-                // Both parts were a valid name and value when stored; a line that somehow is not
-                // is skipped rather than served broken.
-                let colon = line.iter().position(|&b| b == b':')?;
-                let name = HeaderName::from_bytes(&line[..colon]).ok()?;
-                let value = data.slice_ref(&line[colon + 1..]);
-                Some((name, HeaderValue::from_maybe_shared(value).ok()?))
-            })
+    /// Stored headers, in upstream order, with room for the two each answer adds.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.stored.head.map
     }
 
     /// The body (shared, not copied).
     pub fn body(&self) -> Bytes {
-        self.0.data.slice(self.0.head_len..)
+        self.stored.body.clone()
     }
 
     /// When the response was stored.
     pub fn stored_at(&self) -> Instant {
-        self.0.stored_at
+        self.stored_at
     }
 
     /// Time since the response was stored.
     pub fn age(&self) -> Duration {
-        self.0.stored_at.elapsed()
+        self.stored_at.elapsed()
     }
 
     /// The `Age` header value: whole seconds since the response was stored, rounded.
@@ -117,10 +205,15 @@ impl std::fmt::Debug for CachedResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The body is secret data (credentials, tokens): only its size is shown.
         f.debug_struct("CachedResponse")
-            .field("status", &self.0.status)
-            .field("body_len", &(self.0.data.len() - self.0.head_len))
+            .field("status", &self.stored.status)
+            .field("body_len", &self.stored.body.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The headers of `headers` a stored response keeps.
+fn kept(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    headers.iter().filter(|(name, _)| !is_per_answer(name))
 }
 
 /// Headers that belong to one answer, not to the stored response.
@@ -274,31 +367,61 @@ mod tests {
             body: b"{}",
         };
 
-        let stored = CachedResponse::store(&parts, Instant::now());
-        let kept: Vec<_> = stored.headers().collect();
+        let mut heads = Heads::default();
+        let stored = Pending::new(&parts).store(&mut heads).serve(Instant::now());
+        let kept: Vec<_> = stored.headers().iter().collect();
         assert_eq!(kept.len(), 3);
-        assert_eq!(
-            kept[0],
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json")
-            )
-        );
-        assert_eq!(
-            kept[1],
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))
-        );
-        let custom = (
-            HeaderName::from_static("x-vault-custom"),
-            HeaderValue::from_static("a:b; c=d"),
-        );
-        assert_eq!(kept[2], custom);
+        let json = HeaderValue::from_static("application/json");
+        assert_eq!(kept[0], (&header::CONTENT_TYPE, &json));
+        let no_store = HeaderValue::from_static("no-store");
+        assert_eq!(kept[1], (&header::CACHE_CONTROL, &no_store));
+        let custom = HeaderName::from_static("x-vault-custom");
+        assert_eq!(kept[2], (&custom, &HeaderValue::from_static("a:b; c=d")));
         assert_eq!(stored.body(), Bytes::from_static(b"{}"));
 
         tokio::time::advance(Duration::from_millis(2_499)).await;
         assert_eq!(stored.age_secs(), 2);
         tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(stored.age_secs(), 3);
+    }
+
+    #[test]
+    fn responses_with_the_same_headers_share_one_copy() {
+        fn response(headers: &[(&'static str, &'static str)]) -> HeaderMap {
+            let mut map = HeaderMap::new();
+            for (name, value) in headers {
+                map.append(*name, HeaderValue::from_static(value));
+            }
+            map
+        }
+        let json = [
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+        ];
+        let dated = [("date", "Mon, 01 Jan 2024 00:00:00 GMT")];
+        let other = [("content-type", "application/json")];
+
+        let mut heads = Heads::default();
+        let mut store = |headers: &HeaderMap, body: &'static [u8]| {
+            let parts = ResponseParts {
+                status: StatusCode::OK,
+                headers,
+                body,
+            };
+            Pending::new(&parts).store(&mut heads)
+        };
+        let first = store(&response(&json), b"{\"a\":1}");
+        let with_date = response(&[json[0], json[1], dated[0]]);
+        let second = store(&with_date, b"{\"b\":2}");
+        let third = store(&response(&other), b"{}");
+
+        assert!(Arc::ptr_eq(&first.head, &second.head), "Date is not kept");
+        assert!(!Arc::ptr_eq(&first.head, &third.head));
+        assert_eq!(heads.len(), 2);
+        let served = second.serve(Instant::now());
+        assert_eq!(served.body(), Bytes::from_static(b"{\"b\":2}"));
+        assert_eq!(served.headers().len(), 2);
+        assert!(served.headers().capacity() >= 4, "room for X-Cache and Age");
     }
 
     #[test]
@@ -377,7 +500,9 @@ mod tests {
             headers: &headers,
             body: br#"{"auth":{"client_token":"hvs.in-the-body"}}"#,
         };
-        let stored = CachedResponse::store(&parts, Instant::now());
+        let stored = Pending::new(&parts)
+            .store(&mut Heads::default())
+            .serve(Instant::now());
 
         assert!(!format!("{stored:?}").contains("hvs.in-the-body"));
     }

@@ -4,6 +4,8 @@
 //! Everything links by slab index (`u32`), so an entry costs a fixed, small amount beyond
 //! its strings and response, and a token is stored once: a lease names its owner by index, and
 //! the token index finds entries by hashing the token text held in the entry itself.
+//! Request paths and the header sets of stored responses are interned: the thousands of
+//! entries created by one route, with the same few headers, share one copy of each.
 //! Schedule items carry the entry's generation, so an item left behind by an evicted or
 //! rescheduled entry is recognised and skipped instead of searched for and removed.
 
@@ -22,7 +24,7 @@ use crate::key::CacheKey;
 use crate::lifetime::{self, Next};
 use crate::paths::{ROOT_NAMESPACE, Revocation};
 use crate::renew::Renewal;
-use crate::response::CachedResponse;
+use crate::response::{Heads, Pending, Stored};
 use crate::secret::SecretToken;
 
 /// "No entry" in a link field.
@@ -68,8 +70,11 @@ struct Entry {
     subject: Subject,
     /// Unused (zero) for auto-auth tokens, which answer no request.
     key: CacheKey,
-    response: Option<CachedResponse>,
-    request_path: Box<str>,
+    response: Option<Stored>,
+    /// When the response was stored.
+    stored: u64,
+    /// Interned: entries for the same route share one copy.
+    request_path: Arc<str>,
     namespace: Arc<str>,
     parent: u32,
     first_child: u32,
@@ -136,7 +141,7 @@ struct Due {
 pub(crate) struct NewEntry<'a> {
     pub(crate) subject: Subject,
     pub(crate) key: CacheKey,
-    pub(crate) response: CachedResponse,
+    pub(crate) response: Pending,
     pub(crate) request_path: &'a str,
     pub(crate) namespace: String,
     /// The token the request was made with: the owner of the new entry.
@@ -198,6 +203,10 @@ pub(crate) struct State {
     wake_needed: bool,
     current_auto_auth: u32,
     namespaces: HashSet<Arc<str>>,
+    /// Request paths of entries, each stored once.
+    paths: Paths,
+    /// Header sets of stored responses, each stored once.
+    heads: Heads,
     cached: usize,
     tokens: usize,
     leases: usize,
@@ -228,6 +237,8 @@ impl State {
             wake_needed: false,
             current_auto_auth: NIL,
             namespaces: HashSet::new(),
+            paths: Paths::default(),
+            heads: Heads::default(),
             cached: 0,
             tokens: 0,
             leases: 0,
@@ -245,8 +256,9 @@ impl State {
         self.find_token(token).is_some()
     }
 
-    /// The response stored under `key`, unless it is due to end; counts a hit.
-    pub(crate) fn hit(&mut self, key: &CacheKey, now: u64) -> Option<CachedResponse> {
+    /// The response stored under `key` and when it was stored, unless it is due to end;
+    /// counts a hit.
+    pub(crate) fn hit(&mut self, key: &CacheKey, now: u64) -> Option<(Stored, u64)> {
         let ix = self.find_key(key)?;
         let entry = self.entry(ix)?;
         if now >= entry.serve_until() {
@@ -257,7 +269,10 @@ impl State {
         self.touch(ix);
         let entry = self.entry_mut(ix)?;
         entry.last_used = now;
-        let response = entry.response.clone();
+        let response = entry
+            .response
+            .clone()
+            .map(|response| (response, entry.stored));
         self.counters.hits += 1;
         response
     }
@@ -342,12 +357,15 @@ impl State {
 
         let grace = lifetime::grace(new.ttl, self.timing.grace_min, self.timing.grace_max);
         let namespace = self.intern(new.namespace);
+        let request_path = self.intern_path(new.request_path);
+        let response = new.response.store(&mut self.heads);
         let is_token = matches!(new.subject, Subject::Token { .. });
         let ix = self.alloc(Entry {
             subject: new.subject,
             key: new.key,
-            response: Some(new.response),
-            request_path: Box::from(new.request_path),
+            response: Some(response),
+            stored: now,
+            request_path,
             namespace,
             parent: NIL,
             first_child: NIL,
@@ -401,11 +419,13 @@ impl State {
 
         self.retire_current_except(NIL);
         let namespace = self.intern(ROOT_NAMESPACE.to_owned());
+        let request_path = self.intern_path("");
         let ix = self.alloc(Entry {
             subject: Subject::AutoAuth { token },
             key: CacheKey::ZERO,
             response: None,
-            request_path: Box::from(""),
+            stored: now,
+            request_path,
             namespace,
             parent: NIL,
             first_child: NIL,
@@ -923,6 +943,10 @@ impl State {
         shared
     }
 
+    fn intern_path(&mut self, path: &str) -> Arc<str> {
+        self.paths.intern(path)
+    }
+
     fn describe(&self, ix: u32) -> String {
         self.entry(ix).map(describe).unwrap_or_default()
     }
@@ -1126,6 +1150,39 @@ impl State {
     }
 }
 
+/// The request paths of entries, each stored once.
+struct Paths {
+    known: HashSet<Arc<str>>,
+    /// When the set reaches this size, the paths no entry uses any more are dropped; then it
+    /// doubles what is left, so that the sweep stays rare however many paths are live.
+    tidy_at: usize,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            known: HashSet::new(),
+            tidy_at: 256,
+        }
+    }
+}
+
+impl Paths {
+    /// The shared copy of `path`.
+    fn intern(&mut self, path: &str) -> Arc<str> {
+        if let Some(known) = self.known.get(path) {
+            return known.clone();
+        }
+        if self.known.len() >= self.tidy_at {
+            self.known.retain(|known| Arc::strong_count(known) > 1);
+            self.tidy_at = (2 * self.known.len()).max(256);
+        }
+        let shared: Arc<str> = Arc::from(path);
+        self.known.insert(shared.clone());
+        shared
+    }
+}
+
 fn entry_in(slots: &[Slot], ix: u32) -> Option<&Entry> {
     slots.get(ix as usize)?.entry.as_ref()
 }
@@ -1148,11 +1205,13 @@ pub(crate) fn millis(duration: Duration) -> u64 {
 mod tests {
     use super::*;
 
-    /// The fixed part of an entry, which every one of 100,000 entries pays.
+    /// The fixed part of an entry, which every one of 100,000 entries pays. It holds the
+    /// handle of the stored response (status, shared headers, body) inline: a separate
+    /// allocation would cost more.
     #[test]
     fn entries_stay_compact() {
         assert!(
-            size_of::<Slot>() <= 192,
+            size_of::<Slot>() <= 232,
             "slot is {} bytes",
             size_of::<Slot>()
         );

@@ -423,29 +423,12 @@ impl PrivateServer {
 
     /// Runs the CLI against this server as `token`.
     pub fn bao_as(&self, token: &str, args: &[&str]) -> Result<String> {
-        let mut command = Command::new(&self.bao_bin);
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("BAO_ADDR", &self.addr)
-            .env("BAO_TOKEN", token)
-            .stdin(Stdio::null());
+        let mut command = crate::bao_command(&self.bao_bin, self.dir.path(), args);
+        command.env("BAO_ADDR", &self.addr).env("BAO_TOKEN", token);
         if let Some(ca) = &self.ca_cert {
             command.env("BAO_CACERT", ca);
         }
-        let out = command
-            .output()
-            .with_context(|| format!("running bao {}", args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "bao {} failed: {}",
-                args.first().copied().unwrap_or_default(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::run_bao(&mut command, args)
     }
 }
 

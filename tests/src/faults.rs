@@ -234,24 +234,9 @@ impl Server {
 
     /// Runs the CLI against this server as `token`.
     pub fn bao_as(&self, token: &str, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.bao_bin)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("BAO_ADDR", &self.addr)
-            .env("BAO_TOKEN", token)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running bao {}", args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "bao {} failed: {}",
-                args.iter().take(2).copied().collect::<Vec<_>>().join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let mut command = crate::bao_command(&self.bao_bin, self.dir.path(), args);
+        command.env("BAO_ADDR", &self.addr).env("BAO_TOKEN", token);
+        crate::run_bao(&mut command, args)
     }
 
     /// Runs the CLI with `-format=json` and parses its output.

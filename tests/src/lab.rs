@@ -122,14 +122,8 @@ listener "unix" {{
     /// `token` or, without one, no token at all so that the agent uses its own.
     pub fn cli(&self, via: Via, token: Option<&str>, args: &[&str]) -> Result<String> {
         let bao = &crate::dev_vault().context("no dev server")?.bao_bin;
-        let mut command = Command::new(bao);
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .env("BAO_ADDR", DEAD_ADDR)
-            .stdin(Stdio::null());
+        let mut command = crate::bao_command(bao, self.dir.path(), args);
+        command.env("BAO_ADDR", DEAD_ADDR);
         match via {
             Via::Tcp => command.env("VAULT_AGENT_ADDR", &self.addr),
             Via::Unix => command.env(
@@ -140,17 +134,7 @@ listener "unix" {{
         if let Some(token) = token {
             command.env("BAO_TOKEN", token);
         }
-        let out = command
-            .output()
-            .with_context(|| format!("running bao {}", args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "bao {} through the agent failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::run_bao(&mut command, args).context("the CLI through the agent")
     }
 
     /// [`Lab::cli`] with `-format=json` after the first `words` arguments (the command

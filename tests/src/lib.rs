@@ -23,6 +23,36 @@ pub mod binary;
 pub mod faults;
 pub mod lab;
 
+/// The real `bao` CLI with `args`, a clean environment (only `PATH`, and `HOME` set to
+/// `home` so no token helper file of the machine is read) and no stdin; callers add the
+/// `BAO_*` variables they need.
+pub fn bao_command(bin: &Path, home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs a [`bao_command`]; returns stdout, or fails with its stderr and the first two
+/// words of the command (later ones may be credentials).
+pub fn run_bao(command: &mut Command, args: &[&str]) -> Result<String> {
+    let shown = args.iter().take(2).copied().collect::<Vec<_>>().join(" ");
+    let out = command
+        .output()
+        .with_context(|| format!("running bao {shown}"))?;
+    if !out.status.success() {
+        bail!(
+            "bao {shown} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// The dev server the tests talk to.
 #[derive(Debug)]
 pub struct DevVault {
@@ -180,24 +210,9 @@ impl DevVault {
 
     /// Runs the real CLI with `token`.
     pub fn bao_as(&self, token: &str, args: &[&str]) -> Result<String> {
-        let out = Command::new(&self.bao_bin)
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", std::env::temp_dir())
-            .env("BAO_ADDR", &self.addr)
-            .env("BAO_TOKEN", token)
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("running bao {}", args.join(" ")))?;
-        if !out.status.success() {
-            bail!(
-                "bao {} failed: {}",
-                args.first().copied().unwrap_or_default(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        let mut command = bao_command(&self.bao_bin, &std::env::temp_dir(), args);
+        command.env("BAO_ADDR", &self.addr).env("BAO_TOKEN", token);
+        run_bao(&mut command, args)
     }
 
     /// Runs the CLI with `-format=json` and parses its output.

@@ -4,9 +4,9 @@
 //! Main types: [`ListenerSettings`] (one `listener` block, plain values), [`Listener::bind`]
 //! and [`BoundListener::serve`] (TCP with optional reloadable TLS via [`TlsReloader`], or a
 //! Unix socket whose permissions are set before it is reachable), [`router`] (the routes of
-//! one listener, usable without a socket), [`ProxyState`] (the Vault client, the optional
-//! [`LeaseCache`](lease_cache::LeaseCache), the [`AutoAuthSlot`] and the [`Metrics`] shared by
-//! all listeners), and [`QuitSignal`].
+//! one listener, a [`Routes`] service usable without a socket), [`ProxyState`] (the Vault
+//! client, the optional [`LeaseCache`](lease_cache::LeaseCache), the [`AutoAuthSlot`] and the
+//! [`Metrics`] shared by all listeners), and [`QuitSignal`].
 //!
 //! Request rules, in order:
 //! - A path with a `.` or `..` segment, written plainly or percent-encoded, is refused with 400
@@ -54,7 +54,7 @@ mod unix;
 
 pub use crate::metrics::{Metrics, MetricsSettings};
 pub use crate::proxy::{DEFAULT_MAX_CACHED_RESPONSE, InvalidNamespace, ProxySettings, ProxyState};
-pub use crate::router::{CACHE_CLEAR_PATH, METRICS_PATH, QUIT_PATH, QuitSignal, router};
+pub use crate::router::{CACHE_CLEAR_PATH, METRICS_PATH, QUIT_PATH, QuitSignal, Routes, router};
 pub use crate::server::{BindError, BoundListener, Listener};
 pub use crate::settings::{
     DEFAULT_MAX_REQUEST_SIZE, ListenerKind, ListenerRole, ListenerSettings, ServeTimeouts,

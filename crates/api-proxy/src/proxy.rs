@@ -427,10 +427,9 @@ fn hit(stored: &lease_cache::CachedResponse) -> Response {
     let mut response = Response::new(Body::from(stored.body()));
     *response.status_mut() = stored.status();
 
+    // The stored headers come ready to serve, with room for the two added here.
     let headers = response.headers_mut();
-    for (name, value) in stored.headers() {
-        headers.append(name.clone(), value.clone());
-    }
+    *headers = stored.headers().clone();
     headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
     headers.insert(AGE, HeaderValue::from(stored.age_secs()));
     response

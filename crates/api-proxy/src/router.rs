@@ -1,19 +1,23 @@
 //! The routes of one listener: the agent endpoints under `/agent/v1/`, and the proxy for
 //! everything else.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use lease_cache::LeaseCache;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 use tracing::{debug, info};
 
 use crate::body::read_request_body;
@@ -77,7 +81,7 @@ impl QuitSignal {
 /// `enable_quit`), and everything else to Vault through the proxy; with
 /// `require_request_header`, every route first checks `X-Vault-Request: true`. Metrics-only
 /// role: the metrics route, and `404 page not found` for anything else.
-pub fn router(state: &ProxyState, listener: &ListenerSettings, quit: QuitSignal) -> Router {
+pub fn router(state: &ProxyState, listener: &ListenerSettings, quit: QuitSignal) -> Routes {
     let shared = Arc::new(ListenerState {
         proxy: state.clone(),
         max_request_size: listener.max_request_size,
@@ -87,23 +91,96 @@ pub fn router(state: &ProxyState, listener: &ListenerSettings, quit: QuitSignal)
 
     let metrics = get(metrics).fallback(metrics_wrong_method);
     if listener.role == ListenerRole::MetricsOnly {
-        return Router::new()
+        let agent = Router::new()
             .route(METRICS_PATH, metrics)
             .fallback(not_found)
             .with_state(shared);
+        return Routes::from(agent);
     }
 
-    let routes = Router::new()
+    let agent = Router::new()
         .route(METRICS_PATH, metrics)
         .route(CACHE_CLEAR_PATH, any(cache_clear))
         .route(QUIT_PATH, any(quit_handler))
         .fallback(proxy)
-        .with_state(shared);
-
-    if listener.require_request_header {
-        return routes.layer(middleware::from_fn(require_request_header));
+        .with_state(shared.clone());
+    Routes {
+        agent,
+        proxy: Some(shared),
+        require_request_header: listener.require_request_header,
     }
-    routes
+}
+
+/// The routes of one listener, as [`router`] builds them: a tower service, which
+/// [`BoundListener::serve`](crate::BoundListener::serve) runs.
+///
+/// The agent endpoints go through an axum router; every other request goes straight to the
+/// proxy handler, the hot path, without routing or extractors in between. An axum router
+/// of one's own converts into routes that are that router alone.
+#[derive(Clone)]
+pub struct Routes {
+    agent: Router,
+    /// The proxy, for a listener that has one (not metrics-only).
+    proxy: Option<Arc<ListenerState>>,
+    require_request_header: bool,
+}
+
+impl Routes {
+    /// Answers one request; never fails, errors become answers.
+    pub(crate) async fn answer(self, request: Request) -> Response {
+        if self.require_request_header && !has_request_header(&request) {
+            return ProxyError::MissingRequestHeader.into_response();
+        }
+
+        let path = request.uri().path();
+        let agent_endpoint = path == METRICS_PATH || path == CACHE_CLEAR_PATH || path == QUIT_PATH;
+        match &self.proxy {
+            Some(listener) if !agent_endpoint => {
+                listener
+                    .proxy
+                    .handle(request, listener.max_request_size)
+                    .await
+            }
+            _ => match self.agent.oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+        }
+    }
+}
+
+impl From<Router> for Routes {
+    fn from(agent: Router) -> Self {
+        Self {
+            agent,
+            proxy: None,
+            require_request_header: false,
+        }
+    }
+}
+
+impl tower::Service<Request> for Routes {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let routes = self.clone();
+        Box::pin(async move { Ok(routes.answer(request).await) })
+    }
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("proxy", &self.proxy.is_some())
+            .field("require_request_header", &self.require_request_header)
+            .finish_non_exhaustive()
+    }
 }
 
 struct ListenerState {
@@ -201,17 +278,14 @@ async fn not_found() -> Response {
     response
 }
 
-/// Refuses a request without exactly one `X-Vault-Request: true`, before anything else runs.
-async fn require_request_header(request: Request, next: Next) -> Response {
+/// Whether a request carries exactly one `X-Vault-Request: true`, which a listener with
+/// `require_request_header` demands before anything else runs.
+fn has_request_header(request: &Request) -> bool {
     let mut values = request.headers().get_all(REQUEST_HEADER).iter();
-    let present = matches!(
+    matches!(
         (values.next(), values.next()),
         (Some(value), None) if value == "true"
-    );
-    if !present {
-        return ProxyError::MissingRequestHeader.into_response();
-    }
-    next.run(request).await
+    )
 }
 
 fn with_content_type(body: String, content_type: &'static str) -> Response {

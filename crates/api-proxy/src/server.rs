@@ -1,13 +1,13 @@
 //! Binding listeners and serving a router on them: HTTP/1.1 and HTTP/2, plain or TLS,
 //! with timeouts and a bounded drain on shutdown.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -17,10 +17,10 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use tracing::{Instrument, debug, info, info_span, warn};
 use vault_client::TOKEN_HEADER;
 
+use crate::router::Routes;
 use crate::settings::{ListenerKind, ListenerSettings, ServeTimeouts};
 use crate::tls::{TlsError, TlsReloader};
 use crate::unix::{self, SocketFile};
@@ -199,14 +199,15 @@ impl BoundListener {
         Self { timeouts, ..self }
     }
 
-    /// Serves `router` until `shutdown` is cancelled, then stops accepting, lets requests in
-    /// flight finish within the drain timeout, and removes a Unix socket file.
-    pub fn serve(self, router: Router, shutdown: CancellationToken) -> JoinHandle<()> {
+    /// Serves `routes` (what [`router`](crate::router) built, or any axum router) until
+    /// `shutdown` is cancelled, then stops accepting, lets requests in flight finish within
+    /// the drain timeout, and removes a Unix socket file.
+    pub fn serve(self, routes: impl Into<Routes>, shutdown: CancellationToken) -> JoinHandle<()> {
         let span = info_span!("listener", address = %self.address);
-        tokio::spawn(self.run(router, shutdown).instrument(span))
+        tokio::spawn(self.run(routes.into(), shutdown).instrument(span))
     }
 
-    async fn run(self, router: Router, shutdown: CancellationToken) {
+    async fn run(self, routes: Routes, shutdown: CancellationToken) {
         let Self {
             socket,
             tls,
@@ -236,7 +237,7 @@ impl BoundListener {
 
             let connection = Connection {
                 builder: builder.clone(),
-                router: router.clone(),
+                routes: routes.clone(),
                 shutdown: shutdown.clone(),
                 timeouts,
             };
@@ -311,7 +312,7 @@ fn http_builder(timeouts: ServeTimeouts) -> auto::Builder<TokioExecutor> {
 /// What one connection task needs.
 struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
-    router: Router,
+    routes: Routes,
     shutdown: CancellationToken,
     timeouts: ServeTimeouts,
 }
@@ -331,18 +332,18 @@ impl Connection {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
-        let router = self.router;
+        let routes = self.routes;
         let service_activity = activity.clone();
         let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
             let busy = service_activity.begin();
-            let router = router.clone();
+            let routes = routes.clone();
             async move {
                 let _busy = busy;
                 let mut request = request.map(Body::new);
                 if let Some(token) = request.headers_mut().get_mut(TOKEN_HEADER) {
                     token.set_sensitive(true);
                 }
-                router.oneshot(request).await
+                Ok::<_, Infallible>(routes.answer(request).await)
             }
         });
 

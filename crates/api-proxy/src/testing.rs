@@ -20,6 +20,7 @@ use vault_client::{Client, ClientSettings, RetryPolicy};
 
 use crate::metrics::Metrics;
 use crate::proxy::{ProxySettings, ProxyState};
+use crate::router::Routes;
 use crate::router::{QuitSignal, router};
 use crate::settings::{ListenerKind, ListenerSettings, UseAutoAuthToken};
 use crate::token::AutoAuthSlot;
@@ -164,13 +165,13 @@ pub(crate) fn listener() -> ListenerSettings {
     })
 }
 
-/// The router of a default listener over `state`.
-pub(crate) fn app(state: &ProxyState) -> Router {
+/// The routes of a default listener over `state`.
+pub(crate) fn app(state: &ProxyState) -> Routes {
     router(state, &listener(), QuitSignal::new(Default::default()))
 }
 
 /// Sends one request through `app`, returning status, headers and the whole body.
-pub(crate) async fn send(app: &Router, request: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
+pub(crate) async fn send(app: &Routes, request: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
     let response = app.clone().oneshot(request).await.unwrap();
     let (parts, body) = response.into_parts();
     let body = body.collect().await.unwrap().to_bytes();

@@ -116,7 +116,7 @@ async fn cache_clear_errors_and_success() {
     .state("http://127.0.0.1:1");
     let app = router(&state, &listener(), quit());
 
-    async fn check(app: &Router, method: &str, body: &'static str, expected: Result<(), &str>) {
+    async fn check(app: &Routes, method: &str, body: &'static str, expected: Result<(), &str>) {
         let (status, _, got) = send(app, request(method, CACHE_CLEAR_PATH, body)).await;
         match expected {
             Ok(()) => {
@@ -339,5 +339,29 @@ async fn agent_paths_are_exact_everything_else_is_proxied() {
     for target in ["/agent/v1/metrics/", "/agent/v1/other", "/v1/agent/metrics"] {
         send(&app, get(target)).await;
         assert_eq!(upstream.last().target, target);
+    }
+}
+
+/// Only the three agent paths, spelled exactly, are the agent's; anything else under
+/// `/agent/` is Vault's to answer, as with Vault Agent.
+#[tokio::test]
+async fn only_the_exact_agent_paths_are_answered_by_the_agent() {
+    let upstream = Upstream::ok().await;
+    let state = Setup::default().state(&upstream.address);
+    let app = router(&state, &listener(), quit());
+
+    let mut forwarded = 0;
+    for (target, to_vault) in [
+        (METRICS_PATH, false),
+        (CACHE_CLEAR_PATH, false),
+        (QUIT_PATH, false),
+        ("/agent/v1/metrics/", true),
+        ("/agent/v1/other", true),
+        ("/v1/agent/v1/metrics", true),
+        ("/v1/sys/health", true),
+    ] {
+        send(&app, get(target)).await;
+        forwarded += usize::from(to_vault);
+        assert_eq!(upstream.count(), forwarded, "{target}");
     }
 }

@@ -6,6 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
+use axum::Router;
 use axum::routing::get;
 use tokio::sync::{Notify, oneshot};
 

@@ -111,22 +111,34 @@ fn is_unreserved(byte: u8) -> bool {
 /// `Content-Length` and `Expect`, which the outgoing connection sets for itself.
 pub(crate) fn strip_request_headers(headers: &mut HeaderMap) {
     strip_connection_named(headers);
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(HOST);
-    headers.remove(CONTENT_LENGTH);
-    headers.remove(EXPECT);
+    remove_where(headers, |name| {
+        is_hop_by_hop(name)
+            || name == TRANSFER_ENCODING
+            || name == HOST
+            || name == CONTENT_LENGTH
+            || name == EXPECT
+    });
 }
 
 /// Removes hop-by-hop headers from Vault's answer; `Content-Length` stays, it is the body's.
 pub(crate) fn strip_response_headers(headers: &mut HeaderMap) {
     strip_connection_named(headers);
-    for name in &HOP_BY_HOP {
+    remove_where(headers, |name| {
+        is_hop_by_hop(name) || name == TRANSFER_ENCODING
+    });
+}
+
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Removes every header whose name `doomed` picks. A message carries a handful of headers
+/// and rarely more than one to drop, so looking at those it has is cheaper than looking up
+/// each name that might be there.
+fn remove_where(headers: &mut HeaderMap, doomed: impl Fn(&HeaderName) -> bool) {
+    while let Some(name) = headers.keys().find(|name| doomed(name)).cloned() {
         headers.remove(name);
     }
-    headers.remove(TRANSFER_ENCODING);
 }
 
 /// Token routes whose answers reveal the token they were called with.

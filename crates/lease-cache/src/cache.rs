@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::clear::{ClearError, ClearRequest, parse_clear_request};
-use crate::key::{CacheKey, RequestParts, cache_key};
+use crate::key::{CacheKey, RequestParts, WRAP_TTL_HEADER, cache_key};
 use crate::paths::{
     Revocation, classify_revocation, never_cached, request_namespace, split_api_path,
 };
@@ -462,7 +462,7 @@ fn request_may_be_cached(parts: &RequestParts<'_>) -> bool {
     let method_fits = [Method::GET, Method::POST, Method::PUT].contains(parts.method)
         || parts.method.as_str() == "LIST";
     method_fits
-        && !parts.headers.contains_key("x-vault-wrap-ttl")
+        && !parts.headers.contains_key(WRAP_TTL_HEADER)
         && split_api_path(parts.path).is_some_and(|api| !never_cached(api.route))
 }
 

@@ -73,7 +73,7 @@ impl<'a> RequestParts<'a> {
     ) -> Self {
         let namespace = request
             .headers
-            .get("x-vault-namespace")
+            .get(NAMESPACE_HEADER)
             .and_then(|value| value.to_str().ok());
 
         Self {
@@ -131,6 +131,11 @@ impl fmt::Debug for CacheKey {
         write!(f, "…)")
     }
 }
+
+/// The header naming the request's namespace.
+const NAMESPACE_HEADER: HeaderName = HeaderName::from_static("x-vault-namespace");
+/// The header asking Vault to wrap its answer.
+pub(crate) const WRAP_TTL_HEADER: HeaderName = HeaderName::from_static("x-vault-wrap-ttl");
 
 /// [`KEYED_HEADERS`] as header names, so that looking them up parses nothing.
 const KEYED_HEADER_NAMES: [HeaderName; 6] = [

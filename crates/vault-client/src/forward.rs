@@ -52,7 +52,10 @@ impl Client {
         match &self.relay {
             Some(relay) => {
                 let request = relay.prepare(parts.method, path_and_query, headers, body)?;
-                self.relay_with_retries(relay, request, path).await
+                // Boxed: the pool's futures are large, and a caller's own future (moved
+                // whole when a server stores it) would otherwise carry them even when it
+                // never forwards, as on a cache hit.
+                Box::pin(self.relay_with_retries(relay, request, path)).await
             }
             None => {
                 let request = Outgoing {
@@ -61,7 +64,7 @@ impl Client {
                     headers,
                     body: (!body.is_empty()).then_some(body),
                 };
-                let response = self.send(request, path, true).await?;
+                let response = Box::pin(self.send(request, path, true)).await?;
                 Ok(http::Response::from(response).map(ForwardBody::proxied))
             }
         }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, AGE, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, StatusCode};
-use lease_cache::{LeaseCache, Lookup, RequestParts, ResponseParts, cache_key};
+use lease_cache::{FillGuard, LeaseCache, Lookup, RequestParts, ResponseParts, cache_key};
 use serde_json::Value;
 use tracing::debug;
 use vault_client::{Client, ForwardBody, NAMESPACE_HEADER, RetryPolicy, TOKEN_HEADER};
@@ -286,6 +286,20 @@ impl ProxyState {
             Lookup::Miss(guard) => guard,
         };
         metrics.count(Counter::CacheMiss);
+
+        // Boxed, so that the future of a hit, which hyper moves whole, stays small.
+        Box::pin(self.fill(cache, guard, parts, body)).await
+    }
+
+    /// Sends a request the cache missed to Vault and offers the answer to the cache.
+    async fn fill(
+        &self,
+        cache: &LeaseCache,
+        guard: FillGuard,
+        parts: Parts,
+        body: Bytes,
+    ) -> Result<Response, ProxyError> {
+        let request = RequestParts::from_request(&parts, &body, sent_token(&parts.headers));
 
         // The guard goes with an early return, which lets identical requests waiting on it go on.
         let outgoing = Request::from_parts(parts.clone(), body.clone());

@@ -52,10 +52,7 @@ impl Client {
         match &self.relay {
             Some(relay) => {
                 let request = relay.prepare(parts.method, path_and_query, headers, body)?;
-                // Boxed: the pool's futures are large, and a caller's own future (moved
-                // whole when a server stores it) would otherwise carry them even when it
-                // never forwards, as on a cache hit.
-                Box::pin(self.relay_with_retries(relay, request, path)).await
+                self.relay_with_retries(relay, request, path).await
             }
             None => {
                 let request = Outgoing {
@@ -64,6 +61,7 @@ impl Client {
                     headers,
                     body: (!body.is_empty()).then_some(body),
                 };
+                // Boxed: reqwest's future is large, and this path is the rare one.
                 let response = Box::pin(self.send(request, path, true)).await?;
                 Ok(http::Response::from(response).map(ForwardBody::proxied))
             }

@@ -195,7 +195,14 @@ impl ProxyState {
         {
             return self.through_cache(cache, parts, body).await;
         }
+        // Boxed, like the cache's miss path: hyper moves each request's future whole, and
+        // the forwarding futures are most of its size.
+        Box::pin(self.pass_through(parts, body)).await
+    }
 
+    /// Sends a request the cache does not take to Vault, and relays the answer.
+    async fn pass_through(&self, parts: Parts, body: Bytes) -> Result<Response, ProxyError> {
+        let mut parts = parts;
         let sanitise = self.sanitise_plan(&mut parts.headers, parts.uri.path(), &body);
         let revocation = self.revocation_watch(&parts, &body);
 

@@ -23,6 +23,7 @@
 //! (`X-Vault-Index`, `X-Vault-Forward`, `X-Vault-Inconsistent`), header order and case.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 
@@ -287,7 +288,7 @@ fn hash_body(text: &mut Vec<u8>, body: &[u8]) {
     let start = text.len();
     text.push(b'J');
     count(text, 0);
-    if canonical_json_object(body, text) {
+    if remembered_canonical_form(body, text) {
         let length = (text.len() - start - 9) as u64;
         text[start + 1..start + 9].copy_from_slice(&length.to_be_bytes());
     } else {
@@ -295,6 +296,60 @@ fn hash_body(text: &mut Vec<u8>, body: &[u8]) {
         text.push(b'R');
         field(text, body);
     }
+}
+
+/// Bodies at most this long have their canonical form remembered.
+const REMEMBERED_BODY: usize = 1024;
+/// How many bodies each thread remembers.
+const REMEMBERED_BODIES: usize = 16;
+
+/// A body canonicalised lately, and its canonical form (`None`: not a JSON object).
+struct Remembered {
+    body: Box<[u8]>,
+    canonical: Option<Box<[u8]>>,
+}
+
+thread_local! {
+    /// The bodies this thread canonicalised lately, each in the slot its bytes hash to.
+    static REMEMBERED: RefCell<[Option<Remembered>; REMEMBERED_BODIES]> =
+        const { RefCell::new([const { None }; REMEMBERED_BODIES]) };
+}
+
+/// [`canonical_json_object`], remembered for small bodies: a cache serves requests repeated
+/// as they were, bodies included, and finding a body again costs a hash and a comparison
+/// where canonicalising costs a parse and a walk that allocates. The output is the same.
+fn remembered_canonical_form(body: &[u8], out: &mut Vec<u8>) -> bool {
+    if body.is_empty() || body.len() > REMEMBERED_BODY {
+        return canonical_json_object(body, out);
+    }
+
+    let slot = (fnv1a(body) % REMEMBERED_BODIES as u64) as usize;
+    REMEMBERED.with_borrow_mut(|remembered| {
+        if let Some(known) = &remembered[slot]
+            && *known.body == *body
+        {
+            let Some(canonical) = &known.canonical else {
+                return false;
+            };
+            out.extend_from_slice(canonical);
+            return true;
+        }
+
+        let start = out.len();
+        let is_object = canonical_json_object(body, out);
+        remembered[slot] = Some(Remembered {
+            body: Box::from(body),
+            canonical: is_object.then(|| Box::from(&out[start..])),
+        });
+        is_object
+    })
+}
+
+/// FNV-1a: enough to spread bodies over a few slots; a collision only costs a recompute.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Writes the canonical form of `body` when it is one valid JSON object.
@@ -675,6 +730,40 @@ mod tests {
         for name in KEYED_HEADERS {
             check(name, base().header(name, "v"), base(), DIFFER);
         }
+    }
+
+    /// A body found among the remembered ones gives the key it gave when canonicalised,
+    /// however many others went through the same slots in between.
+    #[test]
+    fn remembered_bodies_give_the_keys_they_gave() {
+        let key = |body: &str| {
+            let headers = HeaderMap::new();
+            cache_key(&RequestParts {
+                method: &Method::POST,
+                path: "/v1/auth/token/create",
+                query: None,
+                headers: &headers,
+                body: body.as_bytes(),
+                token: Some("s.t"),
+                namespace: None,
+            })
+        };
+        let compact = |n: usize| format!(r#"{{"b":[1,{{"a":2,"z":1}}],"ttl":"{n}h"}}"#);
+        let spread = |n: usize| format!(r#"{{ "ttl" : "{n}h", "b" : [1, {{"z":1, "a":2}}] }}"#);
+        let bodies: Vec<String> = (0..60)
+            .flat_map(|n| [compact(n), spread(n), format!("not json {n}")])
+            .collect();
+
+        let first: Vec<CacheKey> = bodies.iter().map(|body| key(body)).collect();
+        let again: Vec<CacheKey> = bodies.iter().rev().map(|body| key(body)).collect();
+        for (i, (before, after)) in first.iter().zip(again.iter().rev()).enumerate() {
+            assert_eq!(before, after, "{}", bodies[i]);
+        }
+        for n in 0..60 {
+            assert_eq!(first[3 * n], first[3 * n + 1], "{}", bodies[3 * n]);
+            assert_ne!(first[3 * n], first[3 * n + 2], "{}", bodies[3 * n]);
+        }
+        assert_ne!(first[0], first[3], "different bodies, different keys");
     }
 
     #[test]

@@ -230,7 +230,9 @@ impl LeaseCache {
                 }
                 if state.is_plain(key, now) {
                     state.count_miss();
-                    return Lookup::Miss(self.guard(*key, None));
+                    let mut guard = self.guard(*key, None);
+                    guard.plain = true;
+                    return Lookup::Miss(guard);
                 }
                 match state.flight(key) {
                     Some(flight) => flight.clone(),
@@ -388,6 +390,7 @@ impl LeaseCache {
             cache: self.clone(),
             key,
             flight,
+            plain: false,
         }
     }
 }
@@ -398,12 +401,21 @@ pub struct FillGuard {
     cache: LeaseCache,
     key: CacheKey,
     flight: Option<Arc<InFlight>>,
+    plain: bool,
 }
 
 impl FillGuard {
     /// The key being filled.
     pub fn key(&self) -> &CacheKey {
         &self.key
+    }
+
+    /// Whether the key's last answer, less than 30 s ago, had nothing to cache (a plain
+    /// read, such as a KV secret). The caller may then relay the answer as it comes instead
+    /// of reading it to offer it: an answer that would now be cacheable is only seen once
+    /// that belief lapses, while a lease- or token-creating request is never plain.
+    pub fn is_plain(&self) -> bool {
+        self.plain
     }
 
     /// Removes the in-flight record (under the caller's lock) and hands it back to settle.

@@ -611,15 +611,17 @@ async fn plain_reads_do_not_wait_for_one_another() {
     let key = LeaseCache::key(&req.parts());
     let kv = || Resp::json(r#"{"lease_id":"","data":{"password":"p"},"auth":null}"#.into());
 
-    // Misses while a fill of the same key is in flight, with none of them waiting.
+    // Misses while a fill of the same key is in flight, with none of them waiting; and all
+    // the misses, the first included, know the key for plain.
     async fn misses_at_once(cache: &LeaseCache, key: crate::CacheKey, n: usize) -> bool {
-        let Lookup::Miss(_filling) = cache.lookup(&key).await else {
+        let Lookup::Miss(filling) = cache.lookup(&key).await else {
             panic!("a plain read must miss")
         };
         let others = (0..n).map(|_| cache.lookup(&key));
         let all = futures_util::future::join_all(others);
         let looked = tokio::time::timeout(Duration::from_millis(1), all).await;
-        looked.is_ok_and(|found| found.iter().all(|l| matches!(l, Lookup::Miss(_))))
+        let plain = |lookup: &Lookup| matches!(lookup, Lookup::Miss(guard) if guard.is_plain());
+        filling.is_plain() && looked.is_ok_and(|found| found.iter().all(plain))
     }
 
     assert!(

@@ -316,8 +316,13 @@ impl ProxyState {
         strip_response_headers(&mut head.headers);
         self.mark_miss(&mut head.headers, head.status);
 
+        // A plain read's answer goes as it comes: the cache has lately seen this request
+        // create nothing, and will look again once that belief lapses.
         let bound = self.inner.max_cached_response;
-        if head.status != StatusCode::OK || declared_length(&head.headers) > bound as u64 {
+        let offered = head.status == StatusCode::OK
+            && declared_length(&head.headers) <= bound as u64
+            && !guard.is_plain();
+        if !offered {
             return Ok(Response::from_parts(head, Body::new(upstream_body)));
         }
 

@@ -1,6 +1,7 @@
 //! Reading bodies into memory within a bound, and the body of a partly read answer.
 
-use std::pin::Pin;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -53,8 +54,14 @@ where
     }
 
     let expected = declared.map_or(0, |length| length as usize);
-    let read = tokio::time::timeout(READ_REQUEST_BODY, read_bounded(body, limit, expected));
-    match read.await {
+    let mut read = pin!(read_bounded(body, limit, expected));
+    // A small body has usually arrived with its head: read it without arming the timer,
+    // which would cost a clock read and a timer entry for nothing.
+    let read = match poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await {
+        Poll::Ready(read) => Ok(read),
+        Poll::Pending => tokio::time::timeout(READ_REQUEST_BODY, read).await,
+    };
+    match read {
         Ok(Ok(Bounded::Complete(bytes))) => Ok(bytes),
         Ok(Ok(Bounded::Over { rest, .. })) => {
             discard(rest).await;

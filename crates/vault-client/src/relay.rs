@@ -90,6 +90,8 @@ pub(crate) enum AttemptError {
 }
 
 impl Relay {
+    /// The relay to `target`, over `tls` (offering HTTP/1.1 only), with the settings'
+    /// timeout, user agent and idle-connection rules.
     pub(crate) fn new(
         target: &Target,
         tls: &Arc<ClientConfig>,
@@ -203,6 +205,7 @@ impl Relay {
 }
 
 impl Prepared {
+    /// The request's method.
     pub(crate) fn method(&self) -> &Method {
         &self.method
     }

@@ -520,7 +520,12 @@ impl AgentSetup {
 
     /// Starts the agent on the configuration and waits until its listener accepts.
     pub fn start(&self) -> Result<crate::Agent> {
-        let mut agent = crate::Agent::start(&self.config, &[])?;
+        self.start_with_env(&[])
+    }
+
+    /// Like [`AgentSetup::start`], with extra environment variables.
+    pub fn start_with_env(&self, env: &[(&str, &str)]) -> Result<crate::Agent> {
+        let mut agent = crate::Agent::start_with_env(&self.config, &[], env)?;
         agent.wait_for_log("listener ready", Duration::from_secs(30))?;
         Ok(agent)
     }

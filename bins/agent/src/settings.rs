@@ -15,6 +15,10 @@ use vault_client::{ClientSettings, RetryPolicy};
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// What a client timeout of zero stands for: Vault reads it as "no limit", and a century
+/// is that without overflowing any deadline arithmetic.
+const NO_TIMEOUT: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// Which client a subsystem gets; each has its own connection pool and User-Agent.
 #[derive(Clone, Copy)]
 pub(crate) enum Subsystem {
@@ -41,6 +45,13 @@ pub(crate) fn client(config: &Config, subsystem: Subsystem) -> ClientSettings {
         ),
     };
 
+    let defaults = ClientSettings::default();
+    let timeout = match vault.client_timeout {
+        Some(zero) if zero.is_zero() => NO_TIMEOUT,
+        Some(timeout) => timeout,
+        None => defaults.timeout,
+    };
+
     ClientSettings {
         address: vault.address.clone(),
         ca_cert: vault.ca_cert.clone(),
@@ -54,7 +65,8 @@ pub(crate) fn client(config: &Config, subsystem: Subsystem) -> ClientSettings {
         disable_keep_alives: no_keep_alive,
         disable_idle_connections: no_idle,
         user_agent,
-        ..ClientSettings::default()
+        timeout,
+        ..defaults
     }
 }
 

@@ -28,6 +28,7 @@ pub(crate) fn build(file: FileConfig, layered: Layered) -> Result<Config, Config
         tls_server_name: None,
         namespace: None,
         retry: Retry { num_retries: 0 },
+        client_timeout: None,
         location: Location::nowhere(),
         lines: KeyLines::default(),
     });
@@ -45,6 +46,7 @@ pub(crate) fn build(file: FileConfig, layered: Layered) -> Result<Config, Config
         .as_deref()
         .and_then(decode::canonical_namespace);
     vault.retry.num_retries = values.num_retries.unwrap_or(0);
+    vault.client_timeout = values.client_timeout;
     let vault_keys = [
         "address",
         "ca_cert",
@@ -55,6 +57,7 @@ pub(crate) fn build(file: FileConfig, layered: Layered) -> Result<Config, Config
         "tls_skip_verify",
         "namespace",
         "num_retries",
+        "client_timeout",
     ];
     for key in vault_keys {
         if let Some(location) = origin(key) {

@@ -215,6 +215,7 @@ fn vault(cx: &mut Cx<'_>, block: Block<'_>) -> Result<Vault, ConfigError> {
             .string("namespace")?
             .and_then(|ns| canonical_namespace(&ns)),
         retry,
+        client_timeout: None,
         location: r.location(),
         lines: KeyLines::default(),
     };

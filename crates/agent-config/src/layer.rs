@@ -5,6 +5,7 @@
 //! then only stacks already-typed values.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::Serialized;
@@ -14,6 +15,7 @@ use crate::decode::{self, FileConfig};
 use crate::env::Environment;
 use crate::error::{ConfigError, Location, Warning};
 use crate::scalar;
+use crate::tree::Value;
 
 /// Values given on the command line; `None` leaves the file's (or environment's) value alone.
 #[derive(Clone, Debug, Default)]
@@ -65,6 +67,8 @@ pub(crate) struct Layer {
     pub(crate) tls_skip_verify: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) num_retries: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_timeout: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) log_level: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -213,6 +217,17 @@ fn env_layer(env: &Environment) -> Result<(Layer, Origins, Vec<Warning>), Config
         })?;
         layer.num_retries = Some(retries);
         origins.insert("num_retries", Location::env(&name));
+    }
+
+    if let Some((name, value)) = env
+        .bao_or_vault("CLIENT_TIMEOUT")
+        .filter(|(_, v)| !v.is_empty())
+    {
+        // Read as Vault reads it: seconds, or a duration with units.
+        let timeout = scalar::duration(&Value::Str(value.trim().to_owned()))
+            .map_err(|why| ConfigError::new(Location::env(&name), "vault.client_timeout", why))?;
+        layer.client_timeout = Some(timeout);
+        origins.insert("client_timeout", Location::env(&name));
     }
 
     let lists = [

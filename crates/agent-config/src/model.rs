@@ -116,6 +116,10 @@ pub struct Vault {
     pub namespace: Option<String>,
     /// Retries of proxied and template requests.
     pub retry: Retry,
+    /// How long one request to Vault may take, from `VAULT_CLIENT_TIMEOUT` /
+    /// `BAO_CLIENT_TIMEOUT` only (the file has no such key); `None` is the client's default
+    /// (60 s) and zero means no limit, as in Vault.
+    pub client_timeout: Option<Duration>,
     /// Where the stanza was written.
     pub location: Location,
     pub(crate) lines: KeyLines,

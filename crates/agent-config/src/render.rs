@@ -168,6 +168,13 @@ fn vault(out: &mut Out, vault: &Vault) {
     out.raw("num_retries", vault.retry.num_retries);
     out.raw("# attempts", vault.retry.attempts());
     out.close();
+    if let Some(timeout) = vault.client_timeout {
+        // Only the environment sets it, so it is shown as a comment the file cannot take.
+        out.raw(
+            "# client_timeout",
+            format_args!("{:?}", go_duration(timeout)),
+        );
+    }
     out.close();
 }
 

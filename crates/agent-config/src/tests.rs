@@ -951,6 +951,51 @@ fn environment_and_flags_override_the_file() {
     );
 }
 
+/// `VAULT_CLIENT_TIMEOUT` / `BAO_CLIENT_TIMEOUT` are read as Vault reads them (seconds or a
+/// duration with units; BAO wins); there is no file key, so without them the client's
+/// default stands.
+#[test]
+fn client_timeout_comes_from_the_environment_as_seconds_or_units() {
+    let file = AUTH.to_owned();
+    let timeout = |env: &[(&str, &str)]| {
+        load_with(&[("agent.hcl", &file)], env, Overrides::default())
+            .unwrap()
+            .config
+            .vault
+            .client_timeout
+    };
+    assert_eq!(timeout(&[]), None);
+    assert_eq!(
+        timeout(&[("VAULT_CLIENT_TIMEOUT", "5")]),
+        Some(Duration::from_secs(5))
+    );
+    assert_eq!(
+        timeout(&[
+            ("VAULT_CLIENT_TIMEOUT", "5"),
+            ("BAO_CLIENT_TIMEOUT", "1m30s")
+        ]),
+        Some(Duration::from_secs(90))
+    );
+    assert_eq!(
+        timeout(&[("BAO_CLIENT_TIMEOUT", "0")]),
+        Some(Duration::ZERO)
+    );
+
+    let error = load_with(
+        &[("agent.hcl", &file)],
+        &[("VAULT_CLIENT_TIMEOUT", "soon")],
+        Overrides::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with(
+            "environment variable VAULT_CLIENT_TIMEOUT: vault.client_timeout: invalid duration \"soon\""
+        ),
+        "{error}"
+    );
+}
+
 #[test]
 fn retries_resolve_zero_to_twelve_and_negative_to_disabled() {
     for (written, attempts) in [(0, 12), (5, 5), (-1, 0), (-7, 0)] {

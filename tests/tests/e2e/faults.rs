@@ -171,12 +171,9 @@ fn backoff_bound(window: Duration, min: Duration) -> usize {
 
 /// Stopping the server with SIGSTOP for the outage (15 s short, 90 s long), then letting it
 /// run again: the agent keeps the token it holds and logs in no more, the proxy answers
-/// each client with a gateway error in Vault's shape or keeps it until it gives up, and
-/// serves again once the server is back.
-///
-/// FIXME(#5): `BAO_CLIENT_TIMEOUT`/`VAULT_CLIENT_TIMEOUT` are not read, so a client of a hung
-/// server is held for 60 s per attempt before its 502; the reference agent lets an operator
-/// shorten that.
+/// each client with a gateway error in Vault's shape, and serves again once the server is
+/// back. `BAO_CLIENT_TIMEOUT=2s` bounds each attempt at a hung server (60 s without it),
+/// so every client gets its answer well within its own 10 s.
 #[test]
 fn a_paused_server_keeps_the_token_and_the_proxy_recovers() {
     let vault = e2e::vault_or_skip!();
@@ -193,7 +190,9 @@ fn a_paused_server_keeps_the_token_and_the_proxy_recovers() {
         ])
         .unwrap();
     let setup = AgentSetup::new(&server, &role, "fault-pause", &[]).unwrap();
-    let agent = setup.start().unwrap();
+    let agent = setup
+        .start_with_env(&[("BAO_CLIENT_TIMEOUT", "2s")])
+        .unwrap();
     let token = setup.wait_token(None, 30 * S).unwrap();
     let secret = setup.url("/v1/secret/data/app");
     let before = get(&secret, 10 * S);
@@ -204,7 +203,7 @@ fn a_paused_server_keeps_the_token_and_the_proxy_recovers() {
     let stopped = Instant::now();
     let mut answers = Vec::new();
     while stopped.elapsed() < outage {
-        let outcome = get(&secret, 4 * S);
+        let outcome = get(&secret, 10 * S);
         assert_eq!(
             setup.sink_token().unwrap().as_deref(),
             Some(token.as_str()),
@@ -214,10 +213,11 @@ fn a_paused_server_keeps_the_token_and_the_proxy_recovers() {
     }
     server.resume().unwrap();
 
-    // Meanwhile: no answer but a gateway error in Vault's shape, or the client's own timeout.
+    // Meanwhile: no answer but a gateway error in Vault's shape, each within the client's
+    // patience because the agent's own timeout is short.
+    assert!(!answers.is_empty());
     for outcome in &answers {
         match outcome {
-            Outcome::TimedOut => {}
             answer @ Outcome::Answer {
                 status: 502..=504, ..
             } => {

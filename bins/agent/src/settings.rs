@@ -45,11 +45,10 @@ pub(crate) fn client(config: &Config, subsystem: Subsystem) -> ClientSettings {
         ),
     };
 
-    let defaults = ClientSettings::default();
     let timeout = match vault.client_timeout {
         Some(zero) if zero.is_zero() => NO_TIMEOUT,
         Some(timeout) => timeout,
-        None => defaults.timeout,
+        None => ClientSettings::default().timeout,
     };
 
     ClientSettings {
@@ -66,7 +65,6 @@ pub(crate) fn client(config: &Config, subsystem: Subsystem) -> ClientSettings {
         disable_idle_connections: no_idle,
         user_agent,
         timeout,
-        ..defaults
     }
 }
 

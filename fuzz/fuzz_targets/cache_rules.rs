@@ -68,7 +68,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         }
         if let Lookup::Hit(hit) = cache.lookup(&key).await {
             let _ = hit.body();
-            let _ = hit.headers().count();
+            let _ = hit.headers().len();
         }
         if let Some(revocation) = LeaseCache::classify_revocation(&request) {
             cache.on_revoked(revocation);

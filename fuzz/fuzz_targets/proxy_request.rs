@@ -18,7 +18,7 @@ use vault_client::{Client, ClientSettings, RetryPolicy, Token};
 
 struct World {
     runtime: tokio::runtime::Runtime,
-    routers: Vec<axum::Router>,
+    routers: Vec<api_proxy::Routes>,
 }
 
 fn world() -> &'static World {

@@ -57,6 +57,15 @@ fn run(root: &Path, only: Option<&str>, seconds: u64) -> Result<()> {
         let corpus = dir.join("corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
         std::fs::create_dir_all(dir.join("artifacts").join(target))?;
+        // Built on its own first, so that a target that no longer compiles is not reported
+        // as a crash.
+        proc::run(
+            Command::new(&cargo_fuzz)
+                .current_dir(&dir)
+                .args(["fuzz", "build", "-s", "none", target]),
+        )
+        .with_context(|| format!("fuzz target {target} does not build"))?;
+
         let mut cmd = Command::new(&cargo_fuzz);
         cmd.current_dir(&dir)
             .args(["fuzz", "run", "-s", "none", target])

@@ -167,10 +167,14 @@ impl FileSink {
 
     fn write_check(&self) -> io::Result<()> {
         // The rename of every write would replace a FIFO, a socket or a device (`/dev/null`,
-        // as root) as readily as a token file; a link is replaced as a link, and a directory
-        // only makes each write fail.
+        // as root) as readily as a token file, and could never replace a directory, so that
+        // every write would fail; a link is replaced as a link.
         match fs::symlink_metadata(&self.path) {
-            Ok(meta) if !meta.is_file() && !meta.is_symlink() && !meta.is_dir() => {
+            Ok(meta) if meta.is_dir() => {
+                let message = "the path is a directory, which a token file cannot replace";
+                return Err(io::Error::new(io::ErrorKind::IsADirectory, message));
+            }
+            Ok(meta) if !meta.is_file() && !meta.is_symlink() => {
                 let message = "the path exists and is no regular file; refusing to replace it";
                 return Err(io::Error::new(io::ErrorKind::AlreadyExists, message));
             }
@@ -412,39 +416,42 @@ mod tests {
 
     /// A rename replaces whatever holds the name: a FIFO, a socket, or (as root) a device
     /// such as `/dev/null`. Such a target is refused at start-up, naming it, instead of
-    /// destroyed; a link is replaced as a link, and a directory makes writes fail (and retry).
+    /// destroyed; so is a directory, which no write could ever replace (the agent would log
+    /// in, spending a secret_id, and then retry its writes forever); a link is replaced as a
+    /// link.
     #[test]
     fn write_check_refuses_to_replace_what_is_no_regular_file() {
-        fn check(make: impl FnOnce(&Path), refused: bool) {
+        fn check(make: impl FnOnce(&Path), refused: Option<&str>) {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("token");
             make(&path);
 
             let prepared = FileSink::new(&path, DEFAULT_MODE).unwrap().prepare();
             match (prepared, refused) {
-                (Ok(_), false) => {}
-                (Err(error), true) => {
+                (Ok(_), None) => {}
+                (Err(error), Some(expected)) => {
                     let reason = error.source.to_string();
-                    assert!(reason.contains("is no regular file"), "{reason}");
+                    assert!(reason.contains(expected), "{reason}");
                     assert!(fs::symlink_metadata(&path).is_ok(), "left in place");
                 }
-                (got, _) => panic!("{}: refused: {refused}, got {got:?}", path.display()),
+                (got, _) => panic!("{}: refused: {refused:?}, got {got:?}", path.display()),
             }
         }
 
+        let no_file = Some("is no regular file");
         let fifo = |path: &Path| nix::unistd::mkfifo(path, nix::sys::stat::Mode::S_IRWXU).unwrap();
-        check(fifo, true);
+        check(fifo, no_file);
         check(
             |path| drop(std::os::unix::net::UnixListener::bind(path).unwrap()),
-            true,
+            no_file,
         );
-        check(|path| fs::create_dir(path).unwrap(), false);
-        check(|path| fs::write(path, "old").unwrap(), false);
+        check(|path| fs::create_dir(path).unwrap(), Some("is a directory"));
+        check(|path| fs::write(path, "old").unwrap(), None);
         check(
             |path| std::os::unix::fs::symlink("/nonexistent", path).unwrap(),
-            false,
+            None,
         );
-        check(|_| {}, false);
+        check(|_| {}, None);
     }
 
     #[test]

@@ -582,9 +582,10 @@ mod tests {
     async fn a_failed_write_is_retried_after_backoff() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        // Root ignores permission bits; a directory in the way fails the rename for anyone.
-        fs::create_dir(&path).unwrap();
         let mut server = start(vec![sink_at(&path)], None);
+        // Made after the start-up check, which refuses a directory; in the way of the
+        // rename, it fails every write, even as root.
+        fs::create_dir(&path).unwrap();
         let sent = Instant::now();
 
         server.send("hvs.one");
@@ -607,8 +608,10 @@ mod tests {
     async fn a_newer_token_supersedes_a_failing_older_write() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        fs::create_dir(&path).unwrap();
         let mut server = start(vec![sink_at(&path)], None);
+        // Made after the start-up check, which refuses a directory; in the way of the
+        // rename, it fails every write, even as root.
+        fs::create_dir(&path).unwrap();
 
         server.send("hvs.old");
         sleep(Duration::from_millis(500)).await;
@@ -717,8 +720,10 @@ mod tests {
     async fn all_written_waits_for_the_slowest_sink() {
         let dir = tempfile::tempdir().unwrap();
         let (good, bad) = (dir.path().join("good"), dir.path().join("bad"));
-        fs::create_dir(&bad).unwrap();
         let mut server = start(vec![sink_at(&good), sink_at(&bad)], None);
+        // Made after the start-up check, which refuses a directory; in the way of the
+        // rename, it fails every write, even as root.
+        fs::create_dir(&bad).unwrap();
 
         server.send("hvs.token");
         let early = timeout(
@@ -739,8 +744,10 @@ mod tests {
     async fn writes_in_hand_finish_after_the_token_source_closes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        fs::create_dir(&path).unwrap();
         let mut server = start(vec![sink_at(&path)], None);
+        // Made after the start-up check, which refuses a directory; in the way of the
+        // rename, it fails every write, even as root.
+        fs::create_dir(&path).unwrap();
 
         server.send("hvs.last");
         sleep(Duration::from_millis(500)).await;
@@ -905,7 +912,6 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        fs::create_dir(&path).unwrap();
         let wrapper = Arc::new(FakeWrapper {
             failures_left: AtomicUsize::new(1),
             ..FakeWrapper::default()
@@ -913,6 +919,9 @@ mod tests {
         let plain = sink_at(&path);
         let wrapped = sink_at(&dir.path().join("wrapped")).with_wrap_ttl(Duration::from_secs(5));
         let mut server = start(vec![plain, wrapped], Some(wrapper));
+        // A directory where the token file goes, made after the start-up check (which
+        // refuses one), makes the writes fail.
+        fs::create_dir(&path).unwrap();
 
         server.send("hvs.must-not-be-logged");
         sleep(Duration::from_millis(500)).await;

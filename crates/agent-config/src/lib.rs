@@ -78,7 +78,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     for path in &opts.paths {
         for file in config_files(path)? {
             let name: Arc<str> = file.display().to_string().into();
-            let text = std::fs::read_to_string(&file).map_err(|error| {
+            let text = read_config_file(&file).map_err(|error| {
                 ConfigError::io(
                     Location::new(&name, 0),
                     "cannot read the config file",
@@ -91,6 +91,28 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
 
     let first = Location::new(&first_path.display().to_string().into(), 0);
     load_sources(&sources, &first, &opts.env, &opts.overrides)
+}
+
+/// The largest config file read. Real configs are a few KiB; without a bound, `-config`
+/// pointed at `/dev/zero` or a runaway generated file would take all memory.
+const MAX_CONFIG_FILE: u64 = 16 * 1024 * 1024;
+
+/// A config file's text, refused past [`MAX_CONFIG_FILE`] bytes.
+fn read_config_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_CONFIG_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_FILE {
+        let message = format!("larger than {} MiB", MAX_CONFIG_FILE / (1024 * 1024));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            message,
+        ));
+    }
+    Ok(text)
 }
 
 /// Parses a duration the way config files are read (Vault's rule): a bare integer is seconds,

@@ -758,6 +758,32 @@ listener "unix" {
     assert_eq!(config.listeners[1].location.to_string(), "b.hcl:12");
 }
 
+/// A config file is read up to 16 MiB: `-config=/dev/zero` or a runaway generated file is
+/// an error naming it, not a process that eats all memory.
+#[test]
+fn a_config_file_past_16_mib_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = AUTH.to_owned();
+    text.push_str(&"#".repeat(16 * 1024 * 1024));
+    let path = dir.path().join("huge.hcl");
+    std::fs::write(&path, &text).unwrap();
+
+    for path in [path, "/dev/zero".into()] {
+        let opts = LoadOptions {
+            paths: vec![path.clone()],
+            ..LoadOptions::default()
+        };
+        let error = load(&opts).unwrap_err();
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        let shown = format!("{error}: {}", cause.unwrap_or_default());
+        let expected = format!(
+            "{}: cannot read the config file: larger than 16 MiB",
+            path.display()
+        );
+        assert_eq!(shown, expected);
+    }
+}
+
 /// A config file in a directory that cannot be followed (a dangling link, a loop of links) or
 /// is no regular file is an error naming it: skipping it would drop its settings unsaid.
 #[test]

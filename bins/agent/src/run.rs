@@ -35,6 +35,23 @@ pub(crate) enum Outcome {
 /// `hangups` is the SIGHUP stream, caught since the process started.
 pub(crate) async fn run(config: Config, reloader: Reloader, hangups: Signal) -> Result<Outcome> {
     refuse_unsupported(&config)?;
+
+    // Before anything that can spend a credential (a secret_id is removed once read, and a
+    // login may use up a single-use one): a pid file that cannot be written stops the start
+    // with nothing consumed.
+    let pid_file = config.pid_file.clone();
+    if let Some(path) = &pid_file {
+        write_pid_file(path)?;
+    }
+    let outcome = run_components(config, reloader, hangups).await;
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    outcome
+}
+
+/// Builds the components, runs them until the agent is asked to stop, and drains them.
+async fn run_components(config: Config, reloader: Reloader, hangups: Signal) -> Result<Outcome> {
     let shutdown = CancellationToken::new();
     let mut tasks: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
 
@@ -138,10 +155,6 @@ pub(crate) async fn run(config: Config, reloader: Reloader, hangups: Signal) -> 
         ));
     }
 
-    let pid_file = config.pid_file.clone();
-    if let Some(path) = &pid_file {
-        write_pid_file(path)?;
-    }
     info!("agent started");
 
     let outcome = wait(
@@ -164,9 +177,6 @@ pub(crate) async fn run(config: Config, reloader: Reloader, hangups: Signal) -> 
         if tokio::time::timeout(settings::DRAIN, task).await.is_err() {
             warn!(task = name, "did not stop in time");
         }
-    }
-    if let Some(path) = &pid_file {
-        let _ = std::fs::remove_file(path);
     }
     Ok(outcome)
 }

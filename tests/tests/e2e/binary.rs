@@ -883,8 +883,61 @@ fn tcp_listener(port: u16, extra: &str) -> String {
     )
 }
 
+/// A start that fails on the agent's own files (a pid file in a missing directory, a sink
+/// path that is a directory) fails before auto-auth reads any credential: the secret_id
+/// file, removed after reading by default, is still there to start again with.
+#[test]
+fn a_start_refused_for_its_own_files_spends_no_secret_id() {
+    let vault = e2e::vault_or_skip!();
+    for case in ["pid file", "sink"] {
+        let dir = e2e::work_dir("refused-start");
+        let login = Login::new(vault, dir.path());
+        let (pid_file, sink) = match case {
+            "pid file" => (
+                dir.path().join("missing/agent.pid"),
+                dir.path().join("token"),
+            ),
+            _ => {
+                let sink = dir.path().join("token");
+                std::fs::create_dir(&sink).unwrap();
+                (dir.path().join("agent.pid"), sink)
+            }
+        };
+        let auth = login.auto_auth(&sink).replace(
+            "remove_secret_id_file_after_reading = false",
+            "remove_secret_id_file_after_reading = true",
+        );
+        let text = format!(
+            "vault {{\n  address = \"{}\"\n}}\npid_file = \"{}\"\n{auth}",
+            vault.addr,
+            pid_file.display(),
+        );
+        let path = write(dir.path(), "agent.hcl", &text);
+
+        let mut agent = Agent::start(&path, &[]).unwrap();
+        let status = agent.wait_exit(Duration::from_secs(15)).unwrap();
+
+        let logs = agent.logs();
+        assert_eq!(status.code(), Some(1), "{case}:\n{logs}");
+        let named = if case == "pid file" { &pid_file } else { &sink };
+        assert!(
+            logs.contains(&named.display().to_string()),
+            "{case}:\n{logs}"
+        );
+        assert!(
+            login.secret_id_file.exists(),
+            "{case}: the secret_id was read:\n{logs}"
+        );
+        assert!(!logs.contains("authenticated"), "{case}:\n{logs}");
+        assert!(!logs.contains("panicked"), "{case}:\n{logs}");
+        let [role_id, secret_id] = login.credentials();
+        agent.assert_no_secrets(&[role_id, secret_id]);
+    }
+}
+
 /// SIGTERM and SIGINT drain and exit 0. While the agent runs its pid file holds its pid
-/// (no newline) with mode 0600; after the exit the file is gone.
+/// (no newline) with mode 0600; after the exit the file is gone. SIGUSR1 and SIGUSR2 do
+/// nothing.
 #[test]
 fn sigterm_and_sigint_exit_0_and_remove_the_pid_file() {
     let vault = e2e::vault_or_skip!();
@@ -906,6 +959,16 @@ fn sigterm_and_sigint_exit_0_and_remove_the_pid_file() {
                 assert_eq!(pid, agent.pid().to_string(), "{signal}: pid file content");
                 let mode = std::fs::metadata(&pid_file).unwrap().permissions().mode();
                 assert_eq!(mode & 0o777, 0o600, "{signal}: pid file mode {mode:o}");
+
+                // SIGUSR1 and SIGUSR2 are ignored, as by the reference agent.
+                agent.signal(Signal::SIGUSR1).unwrap();
+                agent.signal(Signal::SIGUSR2).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                assert!(
+                    e2e::auth::is_running(agent.pid()),
+                    "{signal}: a SIGUSR killed it"
+                );
+                assert!(pid_file.exists(), "{signal}: pid file gone after SIGUSR");
 
                 agent.signal(signal).unwrap();
                 let status = agent.wait_exit(Duration::from_secs(15)).unwrap();

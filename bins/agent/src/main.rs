@@ -11,6 +11,7 @@ mod run;
 mod settings;
 mod vault;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +28,15 @@ use tracing::level_filters::LevelFilter;
 use crate::cli::Cli;
 use crate::logging::{Format, LogSettings, RotateSettings};
 
+/// A line on stderr. `eprintln!` panics when stderr cannot be written (a full disk, a closed
+/// pipe); the agent's exit code must not depend on whether anyone reads its complaints.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::parse_args() {
         Ok(cli) => cli,
@@ -35,7 +45,7 @@ fn main() -> ExitCode {
             let _ = error.print();
             // A bad value comes without the usage line; every usage error shows it.
             if error.use_stderr() && error.get(ContextKind::Usage).is_none() {
-                eprintln!("\n{}", Cli::command().render_usage());
+                say!("\n{}", Cli::command().render_usage());
             }
             return ExitCode::from(code);
         }
@@ -44,7 +54,7 @@ fn main() -> ExitCode {
     match agent(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            say!("error: {error:#}");
             ExitCode::from(1)
         }
     }
@@ -55,7 +65,7 @@ fn agent(cli: Cli) -> Result<ExitCode> {
     let options = load_options(&cli, env)?;
     if cli.check == Some(true) {
         let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
-        check(&loaded);
+        check(&loaded)?;
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -68,6 +78,14 @@ fn agent(cli: Cli) -> Result<ExitCode> {
     let hangups = runtime
         .block_on(async { signal(SignalKind::hangup()) })
         .context("catching SIGHUP")?;
+    // Vault Agent, a Go program, ignores SIGUSR1 and SIGUSR2 (whose default action would
+    // kill the agent and leave its pid file behind). A handler once installed stays for the
+    // life of the process, so the streams need not be kept or read.
+    for kind in [SignalKind::user_defined1(), SignalKind::user_defined2()] {
+        let _ = runtime
+            .block_on(async { signal(kind) })
+            .context("catching SIGUSR1 and SIGUSR2")?;
+    }
     let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
 
     let log = log_settings(&cli, &loaded.config)?;
@@ -94,9 +112,9 @@ fn agent(cli: Cli) -> Result<ExitCode> {
 
 /// `-check`: the warnings, then what a start would refuse, then the dump. The exit code is
 /// the loader's verdict alone, as with the reference agent's `-test-verify-only`.
-fn check(loaded: &Loaded) {
+fn check(loaded: &Loaded) -> Result<()> {
     for warning in &loaded.warnings {
-        eprintln!("warning: {warning}");
+        say!("warning: {warning}");
     }
     // A refusal the loader already warned about (a socket mode) is said once.
     let already_warned = |error: &anyhow::Error| {
@@ -107,19 +125,17 @@ fn check(loaded: &Loaded) {
     };
     for refusal in settings::refusals(&loaded.config) {
         if !already_warned(&refusal) {
-            eprintln!("warning: {refusal:#} (a start would fail)");
+            say!("warning: {refusal:#} (a start would fail)");
         }
     }
-    print_check(&loaded.config.render_redacted());
-    eprintln!("configuration is valid");
-}
-
-#[allow(
-    clippy::print_stdout,
-    reason = "-check prints what it understood on stdout, as nginx -t does"
-)]
-fn print_check(dump: &str) {
-    print!("{dump}");
+    // The dump is the point of -check: when it cannot be written, -check has failed.
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(loaded.config.render_redacted().as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing the configuration to standard output")?;
+    say!("configuration is valid");
+    Ok(())
 }
 
 fn load_options(cli: &Cli, env: Environment) -> Result<LoadOptions> {

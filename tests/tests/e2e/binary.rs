@@ -963,7 +963,7 @@ fn sigterm_and_sigint_exit_0_and_remove_the_pid_file() {
                 // SIGUSR1 and SIGUSR2 are ignored, as by the reference agent.
                 agent.signal(Signal::SIGUSR1).unwrap();
                 agent.signal(Signal::SIGUSR2).unwrap();
-                std::thread::sleep(Duration::from_millis(300));
+                e2e::pause(Duration::from_millis(300));
                 assert!(
                     e2e::auth::is_running(agent.pid()),
                     "{signal}: a SIGUSR killed it"

@@ -71,6 +71,9 @@ pub struct ConfigError {
     pub message: String,
     #[source]
     source: Option<std::io::Error>,
+    /// What the loader had noticed before it failed (an unknown key is often the cause of
+    /// the error: a misspelt `tls_disable` makes TLS settings required).
+    warnings: Vec<Warning>,
 }
 
 impl ConfigError {
@@ -84,6 +87,7 @@ impl ConfigError {
             key: key.into(),
             message: message.into(),
             source: None,
+            warnings: Vec::new(),
         }
     }
 
@@ -97,7 +101,20 @@ impl ConfigError {
             key: String::new(),
             message: message.into(),
             source: Some(source),
+            warnings: Vec::new(),
         }
+    }
+
+    /// The warnings gathered before the error, in the order a successful load reports them;
+    /// show them first, as one of them may explain the error.
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    pub(crate) fn with_warnings(mut self, mut warnings: Vec<Warning>) -> ConfigError {
+        warnings.append(&mut self.warnings);
+        self.warnings = warnings;
+        self
     }
 
     /// The file (or environment variable / flag description) named by the error.

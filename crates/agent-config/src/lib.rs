@@ -195,17 +195,26 @@ fn load_sources(
             warnings: Vec::new(),
             env,
         };
-        let entries = parse(name, text)?;
-        files.push(decode::file(&mut cx, &entries)?);
+        let decoded = parse(name, text).and_then(|entries| decode::file(&mut cx, &entries));
         warnings.append(&mut cx.warnings);
+        match decoded {
+            Ok(file) => files.push(file),
+            Err(error) => return Err(error.with_warnings(warnings)),
+        }
     }
 
     let merged = merge::merge(files);
-    let mut layered = layer::layer(&merged, env, overrides)?;
+    let mut layered = match layer::layer(&merged, env, overrides) {
+        Ok(layered) => layered,
+        Err(error) => return Err(error.with_warnings(warnings)),
+    };
     warnings.append(&mut layered.warnings);
-    let mut config = build::build(merged, layered)?;
-    validate::validate(&mut config, first)?;
-    Ok(Loaded { config, warnings })
+    let built = build::build(merged, layered)
+        .and_then(|mut config| validate::validate(&mut config, first).map(|()| config));
+    match built {
+        Ok(config) => Ok(Loaded { config, warnings }),
+        Err(error) => Err(error.with_warnings(warnings)),
+    }
 }
 
 /// Chooses the front-end: JSON for `*.json` or text starting with `{`, HCL v1 otherwise.

@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::model::{
-    ApiProxy, AutoAuth, Cache, Config, ConfigValue, EnvTemplate, Exec, Listener, Logging, Sink,
-    Subsystems, Telemetry, Template, TemplateConfig, Vault,
+    ApiProxy, AutoAuth, Cache, Config, ConfigValue, Consistency, EnvTemplate, Exec, Listener,
+    ListenerRole, Logging, RestartOnSecretChanges, Sink, Subsystems, Telemetry, Template,
+    TemplateConfig, UseAutoAuthToken, Vault, WhenInconsistent,
 };
 
 const REDACTED: &str = "<redacted>";
@@ -266,18 +267,24 @@ fn cache_block(out: &mut Out, cache: &Cache) {
 
 fn api_proxy(out: &mut Out, proxy: &ApiProxy) {
     out.open("api_proxy");
-    out.raw(
-        "use_auto_auth_token",
-        format_args!("{:?}", proxy.use_auto_auth_token),
-    );
-    out.raw(
-        "enforce_consistency",
-        format_args!("{:?}", proxy.enforce_consistency),
-    );
-    out.raw(
-        "when_inconsistent",
-        format_args!("{:?}", proxy.when_inconsistent),
-    );
+    // Each value as a config file spells it, so that the dump reads back as written.
+    let use_token = match proxy.use_auto_auth_token {
+        UseAutoAuthToken::Disabled => "false",
+        UseAutoAuthToken::Enabled => "true",
+        UseAutoAuthToken::Force => "\"force\"",
+    };
+    out.raw("use_auto_auth_token", use_token);
+    let consistency = match proxy.enforce_consistency {
+        Consistency::Never => "never",
+        Consistency::Always => "always",
+    };
+    out.str("enforce_consistency", consistency);
+    let inconsistent = match proxy.when_inconsistent {
+        WhenInconsistent::Fail => "fail",
+        WhenInconsistent::Retry => "retry",
+        WhenInconsistent::Forward => "forward",
+    };
+    out.str("when_inconsistent", inconsistent);
     out.bool(
         "prepend_configured_namespace",
         proxy.prepend_configured_namespace,
@@ -291,7 +298,11 @@ fn listener_block(out: &mut Out, listener: &Listener) {
         format!("{:?}", listener.kind).to_lowercase()
     ));
     out.str("address", &listener.address);
-    out.raw("role", format_args!("{:?}", listener.role));
+    let role = match listener.role {
+        ListenerRole::Default => "default",
+        ListenerRole::MetricsOnly => "metrics_only",
+    };
+    out.str("role", role);
     out.bool("tls_disable", listener.tls_disable);
     out.opt_path("tls_cert_file", listener.tls_cert_file.as_deref());
     out.opt_path("tls_key_file", listener.tls_key_file.as_deref());
@@ -380,10 +391,11 @@ fn env_template(out: &mut Out, env: &EnvTemplate) {
 fn exec_block(out: &mut Out, exec: &Exec) {
     out.open("exec");
     out.list("command", &exec.command);
-    out.raw(
-        "restart_on_secret_changes",
-        format_args!("{:?}", exec.restart_on_secret_changes),
-    );
+    let restart = match exec.restart_on_secret_changes {
+        RestartOnSecretChanges::Always => "always",
+        RestartOnSecretChanges::Never => "never",
+    };
+    out.str("restart_on_secret_changes", restart);
     out.str("restart_stop_signal", &exec.restart_stop_signal);
     out.opt_path("child_process_stdout", exec.child_process_stdout.as_deref());
     out.opt_path("child_process_stderr", exec.child_process_stderr.as_deref());

@@ -758,6 +758,24 @@ listener "unix" {
     assert_eq!(config.listeners[1].location.to_string(), "b.hcl:12");
 }
 
+/// A load that fails keeps the warnings noticed before the error: a misspelt
+/// `tls_disable` is why TLS settings are demanded, and the error alone would not say so.
+#[test]
+fn a_failed_load_keeps_the_warnings_that_explain_it() {
+    let text = format!(
+        "{AUTH}\nlistener \"tcp\" {{\n  address = \"127.0.0.1:8100\"\n  tls_disabel = true\n}}\n"
+    );
+    let error = load_with(&[("agent.hcl", &text)], &[], Overrides::default()).unwrap_err();
+    let warnings: Vec<String> = error.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0]
+            .contains("unknown key \"listener.tls_disabel\" (did you mean \"tls_disable\"?)"),
+        "{warnings:?}"
+    );
+    assert!(error.to_string().contains("tls_cert_file"), "{error}");
+}
+
 /// A config file is read up to 16 MiB: `-config=/dev/zero` or a runaway generated file is
 /// an error naming it, not a process that eats all memory.
 #[test]
@@ -1468,14 +1486,14 @@ cache {
   }
 }
 api_proxy {
-  use_auto_auth_token = Force
-  enforce_consistency = Never
-  when_inconsistent = Fail
+  use_auto_auth_token = "force"
+  enforce_consistency = "never"
+  when_inconsistent = "fail"
   prepend_configured_namespace = false
 }
 listener "tcp" {
   address = "127.0.0.1:8100"
-  role = MetricsOnly
+  role = "metrics_only"
   tls_disable = true
   tls_min_version = "tls12"
   tls_max_version = "tls13"

@@ -64,7 +64,7 @@ fn agent(cli: Cli) -> Result<ExitCode> {
     let env = Environment::from_process();
     let options = load_options(&cli, env)?;
     if cli.check == Some(true) {
-        let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
+        let loaded = load(&options)?;
         check(&loaded)?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -86,7 +86,7 @@ fn agent(cli: Cli) -> Result<ExitCode> {
             .block_on(async { signal(kind) })
             .context("catching SIGUSR1 and SIGUSR2")?;
     }
-    let loaded = agent_config::load(&options).map_err(anyhow::Error::new)?;
+    let loaded = load(&options)?;
 
     let log = log_settings(&cli, &loaded.config)?;
     let level = logging::init(&log)?;
@@ -108,6 +108,17 @@ fn agent(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Loads the configuration; on failure the warnings gathered until then go first, since
+/// one of them (a misspelt key) is often the cause of the error.
+fn load(options: &LoadOptions) -> Result<Loaded> {
+    agent_config::load(options).map_err(|error| {
+        for warning in error.warnings() {
+            say!("warning: {warning}");
+        }
+        anyhow::Error::new(error)
+    })
 }
 
 /// `-check`: the warnings, then what a start would refuse, then the dump. The exit code is

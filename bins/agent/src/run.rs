@@ -181,29 +181,10 @@ async fn run_components(config: Config, reloader: Reloader, hangups: Signal) -> 
     Ok(outcome)
 }
 
-/// Stanzas this agent parses and validates but does not run. Starting anyway would leave an
-/// application without the files or the child process it waits for, silently; so a start
-/// fails, naming the block. (`-check` still accepts them: the config itself is valid.)
+/// Refuses the stanzas this agent does not run (see [`settings::unsupported`]) and warns
+/// about the ones it runs only in part.
 fn refuse_unsupported(config: &Config) -> Result<()> {
-    // Templates, env_template and exec (process supervisor mode) are outside every issue
-    // so far; the closing notes propose one.
-    let unsupported = config
-        .templates
-        .first()
-        .map(|t| (&t.location, "template"))
-        .or_else(|| {
-            config
-                .env_templates
-                .first()
-                .map(|t| (&t.location, "env_template"))
-        })
-        .or_else(|| config.exec.as_ref().map(|e| (&e.location, "exec")));
-    if let Some((location, what)) = unsupported {
-        anyhow::bail!(
-            "{location}: {what}: this agent does not render templates or supervise a child \
-             process yet; remove the block or run Vault Agent for it"
-        );
-    }
+    settings::unsupported(config)?;
     if let Some(persist) = config.cache.as_ref().and_then(|c| c.persist.as_ref()) {
         warn!(
             at = %persist.location,

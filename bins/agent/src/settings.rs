@@ -78,7 +78,38 @@ pub(crate) fn refusals(config: &Config) -> Vec<anyhow::Error> {
         .iter()
         .filter_map(|a| method(&a.method).err());
     let listeners = config.listeners.iter().filter_map(|l| listener(l).err());
-    methods.chain(listeners).collect()
+    let stanzas = unsupported(config).err();
+    stanzas
+        .into_iter()
+        .chain(methods)
+        .chain(listeners)
+        .collect()
+}
+
+/// Stanzas this agent parses and validates but does not run. Starting anyway would leave an
+/// application without the files or the child process it waits for, silently; so a start
+/// fails, naming the block. (`-check` only warns: the config itself is valid.)
+pub(crate) fn unsupported(config: &Config) -> Result<()> {
+    // Templates, env_template and exec (process supervisor mode) are outside every issue
+    // so far.
+    let unsupported = config
+        .templates
+        .first()
+        .map(|t| (&t.location, "template"))
+        .or_else(|| {
+            config
+                .env_templates
+                .first()
+                .map(|t| (&t.location, "env_template"))
+        })
+        .or_else(|| config.exec.as_ref().map(|e| (&e.location, "exec")));
+    if let Some((location, what)) = unsupported {
+        bail!(
+            "{location}: {what}: this agent does not render templates or supervise a child \
+             process yet; remove the block or run Vault Agent for it"
+        );
+    }
+    Ok(())
 }
 
 /// The auth method's settings.

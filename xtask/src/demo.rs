@@ -20,7 +20,7 @@ path "secret/data/*"     { capabilities = ["read"] }
 
 pub(crate) fn demo(root: &Path) -> Result<()> {
     step("building the agent");
-    proc::run(Command::new("cargo").args(["build", "--quiet", "-p", "agent"]))?;
+    proc::run(Command::new("cargo").args(["build", "-p", "agent"]))?;
     let agent_bin = root.join("target/debug/vault-agent");
 
     step("starting a throwaway OpenBao dev server");

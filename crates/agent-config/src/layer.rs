@@ -15,7 +15,6 @@ use crate::decode::{self, FileConfig};
 use crate::env::Environment;
 use crate::error::{ConfigError, Location, Warning};
 use crate::scalar;
-use crate::tree::Value;
 
 /// Values given on the command line; `None` leaves the file's (or environment's) value alone.
 #[derive(Clone, Debug, Default)]
@@ -224,7 +223,7 @@ fn env_layer(env: &Environment) -> Result<(Layer, Origins, Vec<Warning>), Config
         .filter(|(_, v)| !v.is_empty())
     {
         // Read as Vault reads it: seconds, or a duration with units.
-        let timeout = scalar::duration(&Value::Str(value.trim().to_owned()))
+        let timeout = crate::parse_duration(value.trim())
             .map_err(|why| ConfigError::new(Location::env(&name), "vault.client_timeout", why))?;
         layer.client_timeout = Some(timeout);
         origins.insert("client_timeout", Location::env(&name));

@@ -1,11 +1,13 @@
 //! `cargo xtask bench`: our agent and `bao agent` side by side, in one run, on one dev
-//! server, with the same config; a static HTTP responder as the ceiling of this machine.
+//! server, with the same config; a static HTTP responder as the ceiling of this machine,
+//! and a bare hyper proxy as the floor of what any proxy pays for two HTTP hops here.
 //! Load comes from wrk in a separate process on loopback. Reports ratios (ours against
 //! `bao agent`'s), prints a table and writes it as JSON under `target/bench/`.
 //!
 //! Scenarios, each run in alternation (ours, bao, ours, bao):
 //! - startup: process start to a token in the sink;
-//! - pass-through: a KV v2 read (never cached), at concurrency 1 and under load;
+//! - pass-through: a KV v2 read (never cached), at concurrency 1 and under load; the bare
+//!   proxy (`plain-proxy`) runs the same loads in each round, after the two agents;
 //! - cache hit: a token-create request repeated;
 //! - memory: RSS idle after login, peak under load, and per cached entry after filling
 //!   the cache with distinct token-create requests;
@@ -82,7 +84,7 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
     let knobs = Knobs::from_env();
     ensure_wrk()?;
 
-    step("building the agent and the static responder (release)");
+    step("building the agent, the static responder and the bare proxy (release)");
     proc::run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "agent"]))?;
     proc::run(Command::new("cargo").args([
         "build",
@@ -92,9 +94,12 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
         "xtask",
         "--bin",
         "static-responder",
+        "--bin",
+        "plain-proxy",
     ]))?;
     let ours = root.join("target/release/vault-agent");
     let responder = root.join("target/release/static-responder");
+    let plain_proxy = root.join("target/release/plain-proxy");
 
     step("starting the dev server and setting up AppRole, a policy and a secret");
     let vault = DevVault::start(root)?;
@@ -162,10 +167,10 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
                 let (agent, _) = start(&setup, which)?;
                 let url = format!("http://127.0.0.1:{}{path}", agent_port(&setup.dir, which)?);
                 // One request first, so a cache-hit run measures hits only.
-                wrk(&url, script.as_deref(), 1, 1)?;
+                wrk(&url, script.as_deref(), None, 1, 1)?;
                 for (label, connections) in [("c1", 1), ("load", knobs.connections)] {
                     let cpu_before = cpu_seconds(agent.id())?;
-                    let run = wrk(&url, script.as_deref(), connections, knobs.seconds)?;
+                    let run = wrk(&url, script.as_deref(), None, connections, knobs.seconds)?;
                     let cpu = cpu_seconds(agent.id())? - cpu_before;
                     let prefix = format!("{scenario}_{label}");
                     report.add(which, &format!("{prefix}_rps"), run.rps);
@@ -187,6 +192,9 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
                 report.add(which, "rss_peak_kib", rss_kib(agent.id(), "VmHWM")? as f64);
                 drop(agent);
             }
+            if scenario == "passthrough" {
+                floor_round(&setup, &plain_proxy, &knobs, &mut report)?;
+            }
         }
     }
 
@@ -199,7 +207,10 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
     wait_port(port)?;
     let url = format!("http://127.0.0.1:{port}{CREATE_PATH}");
     let script = post_script(&dir, CREATE_BODY)?;
-    let static_load = wrk(&url, Some(&script), knobs.connections, knobs.seconds)?;
+    let cpu_before = cpu_seconds(ceiling.id())?;
+    let static_load = wrk(&url, Some(&script), None, knobs.connections, knobs.seconds)?;
+    let static_cpu = cpu_seconds(ceiling.id())? - cpu_before;
+    report.static_cpu_s_per_10k = static_cpu / static_load.requests.max(1) as f64 * 10_000.0;
     drop(ceiling);
 
     step(&format!(
@@ -229,6 +240,40 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
     report.add(Which::Bao, "binary_bytes", bao_size as f64);
 
     report.finish(root, &knobs, &static_load)
+}
+
+/// One round of the pass-through loads through the bare proxy, which forwards to the same
+/// dev server; it adds no token, so the requests carry the root token themselves.
+fn floor_round(setup: &Setup, bin: &Path, knobs: &Knobs, report: &mut Report) -> Result<()> {
+    let port = proc::free_port(false)?;
+    let upstream = setup
+        .vault
+        .addr
+        .strip_prefix("http://")
+        .unwrap_or(&setup.vault.addr);
+    let proxy = Background::spawn(
+        "the bare proxy",
+        Command::new(bin).arg(port.to_string()).arg(upstream),
+    )?;
+    wait_port(port)?;
+    let url = format!("http://127.0.0.1:{port}{KV_PATH}");
+    let token = format!("X-Vault-Token: {}", crate::devvault::ROOT_TOKEN);
+    wrk(&url, None, Some(&token), 1, 1)?;
+    for (label, connections) in [("c1", 1), ("load", knobs.connections)] {
+        let cpu_before = cpu_seconds(proxy.id())?;
+        let run = wrk(&url, None, Some(&token), connections, knobs.seconds)?;
+        let cpu = cpu_seconds(proxy.id())? - cpu_before;
+        let metric = format!("passthrough_{label}_cpu_s_per_10k");
+        report
+            .floor
+            .entry(metric)
+            .or_default()
+            .push(cpu / run.requests.max(1) as f64 * 10_000.0);
+        if run.errors > 0 {
+            report.note(format!("bare proxy {label}: {} non-2xx answers", run.errors));
+        }
+    }
+    Ok(())
 }
 
 /// Starts one agent with the shared config; returns it once its sink holds a token.
@@ -332,7 +377,13 @@ struct WrkRun {
     errors: u64,
 }
 
-fn wrk(url: &str, script: Option<&Path>, connections: u32, seconds: u64) -> Result<WrkRun> {
+fn wrk(
+    url: &str,
+    script: Option<&Path>,
+    header: Option<&str>,
+    connections: u32,
+    seconds: u64,
+) -> Result<WrkRun> {
     let mut cmd = Command::new("wrk");
     cmd.arg("-t")
         .arg(if connections > 1 { "2" } else { "1" })
@@ -343,6 +394,9 @@ fn wrk(url: &str, script: Option<&Path>, connections: u32, seconds: u64) -> Resu
         .arg("--latency");
     if let Some(script) = script {
         cmd.arg("-s").arg(script);
+    }
+    if let Some(header) = header {
+        cmd.arg("-H").arg(header);
     }
     let out = proc::output(cmd.arg(url))?;
     parse_wrk(&out).with_context(|| format!("reading wrk's output:\n{out}"))
@@ -536,6 +590,10 @@ fn ensure_wrk() -> Result<()> {
 struct Report {
     ours: std::collections::BTreeMap<String, Vec<f64>>,
     bao: std::collections::BTreeMap<String, Vec<f64>>,
+    /// The bare proxy's pass-through CPU figures.
+    floor: std::collections::BTreeMap<String, Vec<f64>>,
+    /// The static responder's CPU seconds per 10,000 answers under load.
+    static_cpu_s_per_10k: f64,
     notes: Vec<String>,
 }
 
@@ -646,6 +704,28 @@ impl Report {
             ceiling.p99_us,
             of_ceiling * 100.0
         );
+        let ours_hit_cpu = Self::median(self.ours.get("cache_hit_load_cpu_s_per_10k"));
+        println!(
+            "CPU per 10,000 answers under load: static responder {:.3} s, our cache hits {}",
+            self.static_cpu_s_per_10k,
+            ours_hit_cpu.map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.3} s")),
+        );
+
+        let mut floor = Vec::new();
+        for (metric, values) in &self.floor {
+            let plain = Self::median(Some(values));
+            let ours = Self::median(self.ours.get(metric));
+            let bao = Self::median(self.bao.get(metric));
+            let (Some(p), Some(o), Some(b)) = (plain, ours, bao) else {
+                continue;
+            };
+            println!(
+                "bare hyper proxy, {metric}: {p:.3} s = {:.3} of bao agent's; ours is {:.2}x the bare proxy's",
+                p / b,
+                o / p
+            );
+            floor.push(json!({"metric": metric, "bare_proxy": p, "bare_over_bao": p / b, "ours_over_bare": o / p}));
+        }
 
         println!("\ntargets:");
         let mut verdicts = Vec::new();
@@ -703,10 +783,11 @@ impl Report {
         let report = json!({
             "knobs": {"seconds": knobs.seconds, "connections": knobs.connections, "rounds": knobs.rounds, "entries": knobs.entries},
             "metrics": rows,
-            "static_responder": {"rps": ceiling.rps, "p50_us": ceiling.p50_us, "p99_us": ceiling.p99_us},
+            "static_responder": {"rps": ceiling.rps, "p50_us": ceiling.p50_us, "p99_us": ceiling.p99_us, "cpu_s_per_10k": self.static_cpu_s_per_10k},
+            "bare_proxy": floor,
             "targets": verdicts,
             "notes": self.notes,
-            "raw": {"ours": self.ours, "bao": self.bao},
+            "raw": {"ours": self.ours, "bao": self.bao, "bare_proxy": self.floor},
         });
         let path = out_dir.join("report.json");
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;

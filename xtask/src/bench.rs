@@ -270,7 +270,10 @@ fn floor_round(setup: &Setup, bin: &Path, knobs: &Knobs, report: &mut Report) ->
             .or_default()
             .push(cpu / run.requests.max(1) as f64 * 10_000.0);
         if run.errors > 0 {
-            report.note(format!("bare proxy {label}: {} non-2xx answers", run.errors));
+            report.note(format!(
+                "bare proxy {label}: {} non-2xx answers",
+                run.errors
+            ));
         }
     }
     Ok(())

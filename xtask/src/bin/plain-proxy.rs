@@ -66,7 +66,10 @@ async fn forward(
         return Ok(failed());
     };
     parts.uri = uri;
-    match client.request(Request::from_parts(parts, Full::new(body))).await {
+    match client
+        .request(Request::from_parts(parts, Full::new(body)))
+        .await
+    {
         Ok(answer) => Ok(answer.map(Either::Left)),
         Err(_) => Ok(failed()),
     }

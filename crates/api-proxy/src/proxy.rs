@@ -306,22 +306,21 @@ impl ProxyState {
         parts: Parts,
         body: Bytes,
     ) -> Result<Response, ProxyError> {
+        if guard.is_plain() {
+            // A plain read's answer goes as it comes: the cache has lately seen this request
+            // create nothing, and will look again once that belief lapses. Nothing is
+            // offered, so the request goes uncopied.
+            let (head, upstream_body) = self.upstream(parts, body).await?;
+            return Ok(Response::from_parts(head, Body::new(upstream_body)));
+        }
         let request = RequestParts::from_request(&parts, &body, sent_token(&parts.headers));
 
         // The guard goes with an early return, which lets identical requests waiting on it go on.
-        let outgoing = Request::from_parts(parts.clone(), body.clone());
-        let client = self.client_for(parts.uri.path());
-        let upstream = client.forward(outgoing).await?;
-        let (mut head, upstream_body) = upstream.into_parts();
-        strip_response_headers(&mut head.headers);
-        self.mark_miss(&mut head.headers, head.status);
+        let (head, upstream_body) = self.upstream(parts.clone(), body.clone()).await?;
 
-        // A plain read's answer goes as it comes: the cache has lately seen this request
-        // create nothing, and will look again once that belief lapses.
         let bound = self.inner.max_cached_response;
-        let offered = head.status == StatusCode::OK
-            && declared_length(&head.headers) <= bound as u64
-            && !guard.is_plain();
+        let offered =
+            head.status == StatusCode::OK && declared_length(&head.headers) <= bound as u64;
         if !offered {
             return Ok(Response::from_parts(head, Body::new(upstream_body)));
         }
@@ -350,6 +349,21 @@ impl ProxyState {
                 Ok(Response::from_parts(head, body))
             }
         }
+    }
+
+    /// Sends a request the cache took to Vault; the answer's head comes stripped of what
+    /// must not be relayed, and marked as a miss.
+    async fn upstream(
+        &self,
+        parts: Parts,
+        body: Bytes,
+    ) -> Result<(http::response::Parts, ForwardBody), ProxyError> {
+        let client = self.client_for(parts.uri.path());
+        let upstream = client.forward(Request::from_parts(parts, body)).await?;
+        let (mut head, upstream_body) = upstream.into_parts();
+        strip_response_headers(&mut head.headers);
+        self.mark_miss(&mut head.headers, head.status);
+        Ok((head, upstream_body))
     }
 
     /// Whether the answer must be stripped of the auto-auth token's identity, so that a

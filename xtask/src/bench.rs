@@ -85,11 +85,10 @@ pub(crate) fn bench(root: &Path) -> Result<()> {
     ensure_wrk()?;
 
     step("building the agent, the static responder and the bare proxy (release)");
-    proc::run(Command::new("cargo").args(["build", "--release", "--quiet", "-p", "agent"]))?;
+    proc::run(Command::new("cargo").args(["build", "--release", "-p", "agent"]))?;
     proc::run(Command::new("cargo").args([
         "build",
         "--release",
-        "--quiet",
         "-p",
         "xtask",
         "--bin",
@@ -678,7 +677,13 @@ impl Report {
     fn finish(self, root: &Path, knobs: &Knobs, ceiling: &WrkRun) -> Result<()> {
         let mut rows = Vec::new();
         println!(
-            "\n{:<40} {:>14} {:>14} {:>10}",
+            "\nc1 = one connection, load = {} connections; *_ms, *_us: milliseconds, \
+             microseconds; *_kib: KiB; cpu_s_per_10k: the agent's CPU seconds per 10,000 \
+             requests; fill_seconds: time to make the {} cache entries",
+            knobs.connections, knobs.entries
+        );
+        println!(
+            "{:<40} {:>14} {:>14} {:>10}",
             "metric (median of rounds)", "ours", "bao agent", "ours/bao"
         );
         for metric in self.ours.keys() {

@@ -112,7 +112,12 @@ where
             continue;
         }
 
-        let read = first.as_ref().map_or(0, Bytes::len) + buffer.len() + data.len();
+        // Once a second chunk arrived, the buffer holds the first one too.
+        let so_far = match buffer.is_empty() {
+            true => first.as_ref().map_or(0, Bytes::len),
+            false => buffer.len(),
+        };
+        let read = so_far + data.len();
         match &first {
             None => first = Some(data),
             Some(head) => {
@@ -247,6 +252,11 @@ mod tests {
         check(&["ab", "cd"], 4, Some("abcd")).await;
         check(&["ab", "cde"], 4, None).await;
         check(&["abcde", "f"], 4, None).await;
+        // Three chunks or more: the first is counted once (it used to be counted again with
+        // every chunk after the second, refusing bodies under the bound).
+        check(&["abc", "def", "g"], 7, Some("abcdefg")).await;
+        check(&["ab", "cd", "ef", "gh"], 8, Some("abcdefgh")).await;
+        check(&["ab", "cd", "ef", "ghi"], 8, None).await;
     }
 
     #[tokio::test]

@@ -508,3 +508,89 @@ async fn requiring_client_certificates_needs_a_ca() {
         "tls_require_and_verify_client_cert needs tls_client_ca_file"
     );
 }
+
+// ---- Bad HTTP on the wire ------------------------------------------------------------------
+
+/// Sends `request` on a fresh connection and reads until the listener hangs up.
+async fn exchange(address: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    // The listener may answer and close before it has read everything we send.
+    let _ = stream.write_all(request).await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the listener kept the connection open");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Requests that are not HTTP, that could be read two ways (request smuggling), or whose
+/// line or headers are too big get a 4xx from the listener itself and never reach the
+/// routes, so nothing of them is forwarded. Vault's listener caps only the total size of
+/// the headers (1 MB); ours also refuses more than 100 header fields (431), a limit no Vault
+/// client comes near. (A request with both `Content-Length` and chunked `Transfer-Encoding`
+/// is read as chunked, as RFC 9112 lets a server do; the proxy drops both headers and frames
+/// the body itself before it goes upstream, so Vault cannot read it another way.)
+#[tokio::test]
+async fn malformed_and_oversized_requests_get_a_4xx_and_reach_no_route() {
+    let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    let routes = Router::new().fallback(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { "reached" }
+    });
+    let bound = Listener::bind(&tcp(None)).await.unwrap();
+    let address = bound.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let serving = bound.serve(routes, shutdown.clone());
+
+    let many_headers: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let big_header = format!("X-Big: {}\r\n", "a".repeat(500 * 1024));
+    let long_path = format!("/v1/{}", "a".repeat(100 * 1024));
+    let cases: Vec<(String, &str)> =
+        vec![
+        ("NOT HTTP AT ALL\r\n\r\n".into(), "400"),
+        ("GET /v1/a b HTTP/1.1\r\nHost: a\r\n\r\n".into(), "400"),
+        ("GET /v1/a HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n".into(), "400"),
+        (
+            "POST /v1/a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+                .into(),
+            "400",
+        ),
+        (
+            "POST /v1/a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n"
+                .into(),
+            "400",
+        ),
+        (
+            "POST /v1/a HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n".into(),
+            "400",
+        ),
+        (format!("GET /v1/a HTTP/1.1\r\nHost: a\r\n{many_headers}\r\n"), "431"),
+        (format!("GET /v1/a HTTP/1.1\r\nHost: a\r\n{big_header}\r\n"), "431"),
+        (format!("GET {long_path} HTTP/1.1\r\nHost: a\r\n\r\n"), "414"),
+    ];
+    for (request, status) in &cases {
+        let answer = exchange(address, request.as_bytes()).await;
+        let shown: String = request.chars().take(80).collect();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{shown:?}: answered {:?}",
+            answer.lines().next()
+        );
+    }
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // The listener still serves good requests, at the limits just under those refused.
+    let under: String = (0..90).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let answer = exchange(
+        address,
+        format!("GET /v1/a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n{under}\r\n").as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    shutdown.cancel();
+    serving.await.unwrap();
+}

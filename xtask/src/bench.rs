@@ -36,9 +36,9 @@ path "secret/data/*"     { capabilities = ["read"] }
 const CREATE_BODY: &str = r#"{"ttl":"1h","display_name":"bench"}"#;
 const KV_PATH: &str = "/v1/secret/data/bench";
 const CREATE_PATH: &str = "/v1/auth/token/create";
-/// The TTL of the tokens made to fill the cache: short enough that the bench sees each of
-/// them renewed, long enough that most of a 100,000-entry fill is in before the first
-/// renewals (at about 70 % of it) start.
+/// The TTL of the tokens made to fill the cache: short enough that the bench sees them
+/// renewed, long enough that our agent's 100,000-entry fill (about 2 minutes here) is in
+/// before its first renewals start (at about 70 % of the TTL).
 const FILL_TTL: Duration = Duration::from_secs(180);
 /// How long past its first TTL a sampled token is looked up.
 const RENEW_MARGIN: Duration = Duration::from_secs(20);
@@ -867,7 +867,11 @@ impl Report {
             "  {:<34} {:.1} % (target >= 80 %) {}",
             "cache-hit rps vs static responder",
             of_ceiling * 100.0,
-            if met { "met" } else { "MISSED" }
+            if met {
+                "met".to_owned()
+            } else {
+                format!("MISSED by {:.0} %", (0.8 - of_ceiling) / 0.8 * 100.0)
+            }
         );
         verdicts.push(json!({"target": "cache-hit rps vs static responder", "ratio": of_ceiling, "bound": 0.8, "met": met}));
         // Memory per entry counts at its worse reading: just after the fill, or once the
@@ -881,9 +885,13 @@ impl Report {
             println!(
                 "  {:<34} {per_entry:.0} B (target < 1024 B) {}",
                 "memory per cached entry (ours)",
-                if met { "met" } else { "MISSED" }
+                if met {
+                    "met".to_owned()
+                } else {
+                    format!("MISSED by {:.0} %", (per_entry - 1024.0) / 1024.0 * 100.0)
+                }
             );
-            verdicts.push(json!({"target": "bytes per cached entry", "value": per_entry, "bound": 1024, "met": met}));
+            verdicts.push(json!({"target": "memory per cached entry (ours)", "value": per_entry, "bound": 1024, "met": met}));
         }
         if let Some(renewed) = Self::median(self.ours.get("renewed_pct")) {
             let met = renewed >= 100.0;
@@ -896,7 +904,7 @@ impl Report {
                     format!("MISSED by {:.1} points", 100.0 - renewed)
                 }
             );
-            verdicts.push(json!({"target": "cached tokens renewed on schedule", "value": renewed, "bound": 100, "met": met}));
+            verdicts.push(json!({"target": "cached tokens alive past first TTL", "value": renewed, "bound": 100, "met": met}));
         }
         for note in &self.notes {
             println!("note: {note}");

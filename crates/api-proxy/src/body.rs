@@ -103,6 +103,7 @@ where
 {
     let mut first: Option<Bytes> = None;
     let mut buffer = BytesMut::new();
+    let mut read = 0;
 
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame?.into_data() else {
@@ -112,12 +113,7 @@ where
             continue;
         }
 
-        // Once a second chunk arrived, the buffer holds the first one too.
-        let so_far = match buffer.is_empty() {
-            true => first.as_ref().map_or(0, Bytes::len),
-            false => buffer.len(),
-        };
-        let read = so_far + data.len();
+        read += data.len();
         match &first {
             None => first = Some(data),
             Some(head) => {

@@ -533,10 +533,10 @@ async fn exchange(address: SocketAddr, request: &[u8]) -> String {
 /// the body itself before it goes upstream, so Vault cannot read it another way.)
 #[tokio::test]
 async fn malformed_and_oversized_requests_get_a_4xx_and_reach_no_route() {
-    let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reached = Arc::new(AtomicUsize::new(0));
     let counter = reached.clone();
     let routes = Router::new().fallback(move || {
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        counter.fetch_add(1, Ordering::SeqCst);
         async { "reached" }
     });
     let bound = Listener::bind(&tcp(None)).await.unwrap();
@@ -547,18 +547,22 @@ async fn malformed_and_oversized_requests_get_a_4xx_and_reach_no_route() {
     let many_headers: String = (0..150).map(|i| format!("X-H{i}: v\r\n")).collect();
     let big_header = format!("X-Big: {}\r\n", "a".repeat(500 * 1024));
     let long_path = format!("/v1/{}", "a".repeat(100 * 1024));
-    let cases: Vec<(String, &str)> =
-        vec![
+    let cases: Vec<(String, &str)> = vec![
         ("NOT HTTP AT ALL\r\n\r\n".into(), "400"),
         ("GET /v1/a b HTTP/1.1\r\nHost: a\r\n\r\n".into(), "400"),
-        ("GET /v1/a HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n".into(), "400"),
         (
-            "POST /v1/a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
+            "GET /v1/a HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n".into(),
+            "400",
+        ),
+        (
+            "POST /v1/a HTTP/1.1\r\nHost: a\r\n\
+             Content-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"
                 .into(),
             "400",
         ),
         (
-            "POST /v1/a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n"
+            "POST /v1/a HTTP/1.1\r\nHost: a\r\n\
+             Transfer-Encoding: gzip, chunked, identity\r\n\r\n"
                 .into(),
             "400",
         ),
@@ -566,9 +570,18 @@ async fn malformed_and_oversized_requests_get_a_4xx_and_reach_no_route() {
             "POST /v1/a HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n".into(),
             "400",
         ),
-        (format!("GET /v1/a HTTP/1.1\r\nHost: a\r\n{many_headers}\r\n"), "431"),
-        (format!("GET /v1/a HTTP/1.1\r\nHost: a\r\n{big_header}\r\n"), "431"),
-        (format!("GET {long_path} HTTP/1.1\r\nHost: a\r\n\r\n"), "414"),
+        (
+            format!("GET /v1/a HTTP/1.1\r\nHost: a\r\n{many_headers}\r\n"),
+            "431",
+        ),
+        (
+            format!("GET /v1/a HTTP/1.1\r\nHost: a\r\n{big_header}\r\n"),
+            "431",
+        ),
+        (
+            format!("GET {long_path} HTTP/1.1\r\nHost: a\r\n\r\n"),
+            "414",
+        ),
     ];
     for (request, status) in &cases {
         let answer = exchange(address, request.as_bytes()).await;
@@ -579,7 +592,7 @@ async fn malformed_and_oversized_requests_get_a_4xx_and_reach_no_route() {
             answer.lines().next()
         );
     }
-    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
 
     // The listener still serves good requests, at the limits just under those refused.
     let under: String = (0..90).map(|i| format!("X-H{i}: v\r\n")).collect();
@@ -589,7 +602,7 @@ async fn malformed_and_oversized_requests_get_a_4xx_and_reach_no_route() {
     )
     .await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
 
     shutdown.cancel();
     serving.await.unwrap();
